@@ -1,0 +1,62 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![warn(unreachable_pub, missing_debug_implementations)]
+
+mod capabilities;
+mod error;
+mod ids;
+mod message;
+mod provider;
+mod received;
+
+pub use capabilities::Capabilities;
+pub use error::{ErrorKind, QueueError, Result, SizeLimit};
+pub use ids::{
+    MAX_MESSAGE_ID_LEN, MAX_QUEUE_NAME_LEN, MAX_SESSION_ID_LEN, MessageId, QueueName, SessionId,
+};
+pub use message::{
+    MAX_HEADER_VALUE_LEN, MAX_PROPERTIES, MAX_PROPERTY_KEY_LEN, MAX_PROPERTY_VALUE_LEN, Message,
+    MessageBuilder, Properties, RESERVED_PROPERTY_PREFIX, is_reserved_key,
+};
+pub use provider::{
+    AcceptSessionOptions, PeekOptions, QueueProvider, QueueProviderExt, ReceiveOptions,
+    SendOutcome, SessionReceiver, SessionSelector, SubQueue, check_max_messages,
+    check_message_size,
+};
+pub use received::{
+    DeadLetterReason, DeliveryInfo, MAX_DEAD_LETTER_DESCRIPTION_LEN, MAX_DEAD_LETTER_REASON_LEN,
+    PeekedMessage, Receipt, ReceivedMessage,
+};
+
+/// Time conversions between the broker's `SystemTime` and wire milliseconds.
+pub mod time {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    /// Milliseconds since the Unix epoch (0 for times before it).
+    pub fn to_unix_millis(time: SystemTime) -> u64 {
+        time.duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// The time `millis` milliseconds after the Unix epoch.
+    pub fn from_unix_millis(millis: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(millis)
+    }
+}
+
+#[cfg(test)]
+mod send_sync {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        assert_send_sync::<QueueError>();
+        assert_send_sync::<Message>();
+        assert_send_sync::<ReceivedMessage>();
+        assert_send_sync::<Receipt>();
+        assert_send_sync::<std::sync::Arc<dyn QueueProvider>>();
+        assert_send_sync::<Box<dyn SessionReceiver>>();
+    }
+}

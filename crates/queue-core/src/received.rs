@@ -1,0 +1,211 @@
+//! What a receiver gets: the message as sent, what the broker knows of it, and a receipt.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::error::QueueError;
+use crate::ids::{MessageId, QueueName, SessionId};
+use crate::message::Message;
+
+/// The longest dead-letter reason, in bytes.
+pub const MAX_DEAD_LETTER_REASON_LEN: usize = 256;
+/// The longest dead-letter description, in bytes.
+pub const MAX_DEAD_LETTER_DESCRIPTION_LEN: usize = 4096;
+
+/// Why a message was moved to the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterReason {
+    /// A short, stable reason (`MaxDeliveryCountExceeded`, `TTLExpiredException`,
+    /// `rejected: authentication`, or the application's own).
+    pub reason: String,
+    /// A human-readable description.
+    pub description: String,
+}
+
+impl DeadLetterReason {
+    /// The reason the brokers use when a message was delivered too many times.
+    pub const MAX_DELIVERY_COUNT_EXCEEDED: &'static str = "MaxDeliveryCountExceeded";
+    /// The reason the brokers use when a message expired before anyone took it.
+    pub const TTL_EXPIRED: &'static str = "TTLExpiredException";
+
+    /// A reason and a description, truncated (at a character boundary) to the limits
+    /// [`MAX_DEAD_LETTER_REASON_LEN`] and [`MAX_DEAD_LETTER_DESCRIPTION_LEN`], so dead-lettering
+    /// never fails because an explanation is long.
+    pub fn new(reason: impl Into<String>, description: impl Into<String>) -> Self {
+        DeadLetterReason {
+            reason: truncate(reason.into(), MAX_DEAD_LETTER_REASON_LEN),
+            description: truncate(description.into(), MAX_DEAD_LETTER_DESCRIPTION_LEN),
+        }
+    }
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// What the broker knows of a delivered (or peeked) message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryInfo {
+    /// How many times the message has been delivered, this delivery included (1 the first time).
+    pub delivery_count: u32,
+    /// When the broker accepted the message (its own clock): the reference for freshness checks.
+    pub enqueued_at: SystemTime,
+    /// The broker's sequence number, where it has one.
+    pub sequence_number: Option<u64>,
+    /// When the message expires, where the broker reports it.
+    pub expires_at: Option<SystemTime>,
+    /// For a message read from a dead-letter queue: why it is there.
+    pub dead_letter: Option<DeadLetterReason>,
+}
+
+/// An opaque handle that settles one delivery of one message.
+///
+/// The provider that made it puts whatever it needs inside (a lock token, a receipt handle, a
+/// link); only that provider can read it back. Cloning is cheap. A receipt outlives failed
+/// settles, so the caller can try again when the error [is transient](QueueError::is_transient).
+#[derive(Clone)]
+pub struct Receipt {
+    provider: &'static str,
+    queue: QueueName,
+    session_id: Option<SessionId>,
+    data: Arc<dyn Any + Send + Sync>,
+}
+
+impl Receipt {
+    /// Wraps provider data. `provider` is the provider's [name](crate::QueueProvider::name).
+    pub fn new<T: Any + Send + Sync>(
+        provider: &'static str,
+        queue: QueueName,
+        session_id: Option<SessionId>,
+        data: T,
+    ) -> Self {
+        Receipt {
+            provider,
+            queue,
+            session_id,
+            data: Arc::new(data),
+        }
+    }
+
+    /// The name of the provider that made this receipt.
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// The queue the message was received from.
+    pub fn queue(&self) -> &QueueName {
+        &self.queue
+    }
+
+    /// The session the message was received in, when it came through a session receiver.
+    pub fn session_id(&self) -> Option<&SessionId> {
+        self.session_id.as_ref()
+    }
+
+    /// The provider's data, or an [`InvalidInput`](crate::ErrorKind::InvalidInput) error when the
+    /// receipt came from another provider.
+    pub fn data<T: Any>(&self, provider: &'static str) -> Result<&T, QueueError> {
+        if self.provider != provider {
+            return Err(QueueError::invalid_input(format!(
+                "a receipt from the {} provider cannot be settled by the {provider} provider",
+                self.provider
+            )));
+        }
+        self.data.downcast_ref::<T>().ok_or_else(|| {
+            QueueError::invalid_input(format!(
+                "the receipt was not made by this {provider} provider"
+            ))
+        })
+    }
+}
+
+impl fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receipt")
+            .field("provider", &self.provider)
+            .field("queue", &self.queue)
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message received under a lock: settle it with its [`Receipt`].
+#[derive(Debug, Clone)]
+pub struct ReceivedMessage {
+    /// The message as it was sent.
+    pub message: Message,
+    /// What the broker knows of this delivery.
+    pub delivery: DeliveryInfo,
+    /// Until when the lock is held (for a session message: the session's lock).
+    pub locked_until: SystemTime,
+    /// Settles this delivery.
+    pub receipt: Receipt,
+}
+
+impl ReceivedMessage {
+    /// The body.
+    pub fn body(&self) -> &Bytes {
+        self.message.body()
+    }
+
+    /// The message id.
+    pub fn message_id(&self) -> &MessageId {
+        self.message.message_id()
+    }
+
+    /// The session id.
+    pub fn session_id(&self) -> Option<&SessionId> {
+        self.message.session_id()
+    }
+
+    /// How many times the message has been delivered, this delivery included.
+    pub fn delivery_count(&self) -> u32 {
+        self.delivery.delivery_count
+    }
+
+    /// When the broker accepted the message.
+    pub fn enqueued_at(&self) -> SystemTime {
+        self.delivery.enqueued_at
+    }
+}
+
+/// A message read without locking it: it cannot be settled.
+#[derive(Debug, Clone)]
+pub struct PeekedMessage {
+    /// The message as it was sent.
+    pub message: Message,
+    /// What the broker knows of it.
+    pub delivery: DeliveryInfo,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_refuse_other_providers() {
+        let queue = QueueName::new("q").expect("valid");
+        let receipt = Receipt::new("memory", queue, None, 7_u64);
+        assert_eq!(receipt.data::<u64>("memory").ok(), Some(&7));
+        assert!(receipt.data::<u64>("sqs").is_err());
+        assert!(receipt.data::<u32>("memory").is_err());
+    }
+
+    #[test]
+    fn dead_letter_reasons_are_truncated_at_char_boundaries() {
+        let reason = DeadLetterReason::new("é".repeat(200), "d");
+        assert!(reason.reason.len() <= MAX_DEAD_LETTER_REASON_LEN);
+        assert_eq!(reason.reason.chars().count(), 128);
+    }
+}
