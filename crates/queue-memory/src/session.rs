@@ -1,0 +1,180 @@
+//! A session held by one receiver.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use queue_core::{
+    DeadLetterReason, ErrorKind, QueueError, QueueName, Receipt, ReceivedMessage, Result,
+    SessionId, SessionReceiver,
+};
+
+use crate::PROVIDER_NAME;
+use crate::provider::{Broker, MemoryReceipt, Queue};
+use crate::state::LaneKind;
+
+/// The receiver of one accepted session of the embedded broker.
+#[derive(Debug)]
+pub(crate) struct MemorySession {
+    broker: Arc<Broker>,
+    queue: Arc<Queue>,
+    session_id: SessionId,
+    lock: u64,
+    locked_until: Mutex<SystemTime>,
+    closed: AtomicBool,
+}
+
+impl MemorySession {
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        queue: Arc<Queue>,
+        session_id: SessionId,
+        lock: u64,
+        locked_until: SystemTime,
+    ) -> Self {
+        MemorySession {
+            broker,
+            queue,
+            session_id,
+            lock,
+            locked_until: Mutex::new(locked_until),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(QueueError::new(
+                ErrorKind::Closed,
+                format!("session {} was closed", self.session_id),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The token of a receipt of this session; receipts of other sessions are refused.
+    fn token(&self, receipt: &Receipt) -> Result<u64> {
+        let data = receipt.data::<MemoryReceipt>(PROVIDER_NAME)?;
+        if receipt.session_id() != Some(&self.session_id)
+            || receipt.queue() != &self.queue.name
+            || data.session_lock != Some(self.lock)
+        {
+            return Err(QueueError::invalid_input(format!(
+                "the receipt does not belong to session {} of this receiver",
+                self.session_id
+            )));
+        }
+        Ok(data.token)
+    }
+}
+
+#[async_trait]
+impl SessionReceiver for MemorySession {
+    fn queue(&self) -> &QueueName {
+        &self.queue.name
+    }
+
+    fn session_id(&self) -> &SessionId {
+        &self.session_id
+    }
+
+    fn locked_until(&self) -> SystemTime {
+        *self.locked_until.lock()
+    }
+
+    async fn receive(&self, max_messages: usize, wait: Duration) -> Result<Vec<ReceivedMessage>> {
+        self.check_open()?;
+        let max = queue_core::check_max_messages(max_messages, &crate_capabilities())?;
+        let deliveries = self
+            .broker
+            .wait_for(&self.queue, wait, |state, now| {
+                let deliveries = state.session_receive(&self.session_id, self.lock, max, now)?;
+                Ok((!deliveries.is_empty()).then_some(deliveries))
+            })
+            .await?
+            .unwrap_or_default();
+        Ok(deliveries
+            .into_iter()
+            .map(|delivery| {
+                self.broker.received(
+                    &self.queue,
+                    LaneKind::Main,
+                    Some((self.session_id.clone(), self.lock)),
+                    delivery,
+                )
+            })
+            .collect())
+    }
+
+    async fn complete(&self, receipt: &Receipt) -> Result<()> {
+        self.check_open()?;
+        let token = self.token(receipt)?;
+        self.broker.with_state(&self.queue, |state, now| {
+            state.session_complete(&self.session_id, self.lock, token, now)
+        })
+    }
+
+    async fn abandon(&self, receipt: &Receipt, delay: Option<Duration>) -> Result<()> {
+        self.check_open()?;
+        let token = self.token(receipt)?;
+        self.broker.with_state(&self.queue, |state, now| {
+            state.session_abandon(&self.session_id, self.lock, token, delay, now)
+        })
+    }
+
+    async fn dead_letter(&self, receipt: &Receipt, reason: DeadLetterReason) -> Result<()> {
+        self.check_open()?;
+        let token = self.token(receipt)?;
+        self.broker.with_state(&self.queue, |state, now| {
+            state.session_dead_letter(&self.session_id, self.lock, token, reason, now)
+        })
+    }
+
+    async fn renew_session_lock(&self) -> Result<SystemTime> {
+        self.check_open()?;
+        let until = self.broker.with_state(&self.queue, |state, now| {
+            state.session_renew(&self.session_id, self.lock, now)
+        })?;
+        let until = self.broker.clock().system(until);
+        *self.locked_until.lock() = until;
+        Ok(until)
+    }
+
+    async fn state(&self) -> Result<Option<Bytes>> {
+        self.check_open()?;
+        self.broker.with_state(&self.queue, |state, now| {
+            state.session_state(&self.session_id, self.lock, now)
+        })
+    }
+
+    async fn set_state(&self, session_state: Option<Bytes>) -> Result<()> {
+        self.check_open()?;
+        self.broker.with_state(&self.queue, |state, now| {
+            state.set_session_state(&self.session_id, self.lock, session_state, now)
+        })
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // A closed broker has nothing left to release.
+        if self.broker.check_open().is_err() {
+            return Ok(());
+        }
+        self.broker.with_state(&self.queue, |state, now| {
+            state.close_session(&self.session_id, self.lock, now);
+            Ok(())
+        })
+    }
+}
+
+/// The receive limit of session receivers: the same as the provider's.
+fn crate_capabilities() -> queue_core::Capabilities {
+    let mut capabilities = queue_core::Capabilities::default();
+    capabilities.max_receive_messages = crate::MAX_RECEIVE_MESSAGES;
+    capabilities
+}
