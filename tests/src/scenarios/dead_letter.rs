@@ -1,0 +1,116 @@
+//! The dead-letter queue: explicit dead-lettering, the delivery limit, settling there.
+
+use std::time::Duration;
+
+use queue_core::{DeadLetterReason, PeekOptions, QueueProviderExt};
+
+use crate::fixture::{Fixture, QueueSpec};
+use crate::runner::Outcome;
+use crate::support::{require, setup, text};
+
+/// A dead-lettered message keeps its body and metadata and carries the reason and description.
+pub async fn dead_letter_keeps_reason_and_message(fixture: &dyn Fixture) -> Outcome {
+    let s = setup!(fixture, QueueSpec::default());
+    let message = queue_core::Message::builder("bad input")
+        .correlation_id("request-9")
+        .property("kind", "order")
+        .build()
+        .unwrap();
+    s.provider.send(&s.queue, message).await.unwrap();
+    let received = s.receive_single(Duration::from_secs(10)).await;
+    s.provider
+        .dead_letter_with(
+            &received.receipt,
+            "ValidationFailed",
+            "field `amount` is negative",
+        )
+        .await
+        .unwrap();
+    s.assert_empty().await;
+    let dead = s.receive_dead_letters(1, Duration::from_secs(10)).await;
+    assert_eq!(dead.len(), 1, "the message is in the dead-letter queue");
+    let dead = &dead[0];
+    assert_eq!(text(dead), "bad input");
+    assert_eq!(dead.message_id(), received.message_id());
+    assert_eq!(dead.message.correlation_id(), Some("request-9"));
+    assert_eq!(dead.message.properties().get("kind"), Some("order"));
+    let reason = dead.delivery.dead_letter.as_ref().expect("a reason");
+    assert_eq!(reason.reason, "ValidationFailed");
+    assert_eq!(reason.description, "field `amount` is negative");
+    Outcome::Passed
+}
+
+/// A message delivered the maximum number of times goes to the dead-letter queue with reason
+/// `MaxDeliveryCountExceeded` instead of a further delivery.
+pub async fn max_delivery_count_moves_to_dead_letter(fixture: &dyn Fixture) -> Outcome {
+    require!(fixture.provider(), max_delivery_count);
+    let spec = QueueSpec {
+        max_delivery_count: 3,
+        ..QueueSpec::default()
+    };
+    let s = setup!(fixture, spec);
+    s.send_text("poison").await;
+    for attempt in 1..=3 {
+        let received = s.receive_single(Duration::from_secs(10)).await;
+        assert_eq!(received.delivery_count(), attempt);
+        s.provider.abandon(&received.receipt, None).await.unwrap();
+    }
+    s.assert_empty().await;
+    let dead = s.receive_dead_letters(1, Duration::from_secs(10)).await;
+    assert_eq!(dead.len(), 1);
+    let reason = dead[0].delivery.dead_letter.as_ref().expect("a reason");
+    assert_eq!(reason.reason, DeadLetterReason::MAX_DELIVERY_COUNT_EXCEEDED);
+    Outcome::Passed
+}
+
+/// A message received from the dead-letter queue can be completed, and is then gone.
+pub async fn dead_lettered_messages_can_be_completed(fixture: &dyn Fixture) -> Outcome {
+    let s = setup!(fixture, QueueSpec::default());
+    s.send_text("inspect me").await;
+    let received = s.receive_single(Duration::from_secs(10)).await;
+    s.provider
+        .dead_letter_with(&received.receipt, "Manual", "for inspection")
+        .await
+        .unwrap();
+    let dead = s.receive_dead_letters(1, Duration::from_secs(10)).await;
+    assert_eq!(dead.len(), 1);
+    s.provider.complete(&dead[0].receipt).await.unwrap();
+    tokio::time::sleep(s.past_lock()).await;
+    assert!(s.receive_dead_letters(1, s.quiet_wait()).await.is_empty());
+    Outcome::Passed
+}
+
+/// The dead-letter queue can be peeked, with reasons, without locking.
+pub async fn dead_letter_queue_can_be_peeked(fixture: &dyn Fixture) -> Outcome {
+    require!(fixture.provider(), peek);
+    let s = setup!(fixture, QueueSpec::default());
+    s.send_text("peek at me").await;
+    let received = s.receive_single(Duration::from_secs(10)).await;
+    s.provider
+        .dead_letter_with(&received.receipt, "Manual", "peek test")
+        .await
+        .unwrap();
+    let peeked = s
+        .provider
+        .peek(&s.queue, PeekOptions::new(10).dead_letter())
+        .await
+        .unwrap();
+    assert_eq!(peeked.len(), 1);
+    assert_eq!(peeked[0].message.body().as_ref(), b"peek at me");
+    assert_eq!(
+        peeked[0]
+            .delivery
+            .dead_letter
+            .as_ref()
+            .map(|r| r.reason.as_str()),
+        Some("Manual")
+    );
+    // Still receivable: peeking did not lock it.
+    assert_eq!(
+        s.receive_dead_letters(1, Duration::from_secs(10))
+            .await
+            .len(),
+        1
+    );
+    Outcome::Passed
+}
