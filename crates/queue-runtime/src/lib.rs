@@ -1,1 +1,28 @@
-//! The facade (being written).
+#![doc = include_str!("../README.md")]
+
+// A client needs at least one provider to talk to.
+#[cfg(not(feature = "memory"))]
+compile_error!("queue-runtime needs at least one provider feature: enable `memory`");
+
+mod client;
+pub mod config;
+
+pub use client::{ClientSession, QueueClient};
+pub use config::{ClientConfig, ConfigError, ProviderConfig, Secret};
+
+/// The provider contract and domain types ([`queue_core`]).
+pub use queue_core as core;
+
+/// The embedded broker ([`queue_memory`]).
+#[cfg(feature = "memory")]
+pub use queue_memory as memory;
+
+/// The names an application uses every day.
+pub mod prelude {
+    pub use crate::client::{ClientSession, QueueClient};
+    pub use crate::config::ClientConfig;
+    pub use queue_core::{
+        DeadLetterReason, ErrorKind, Message, MessageId, QueueError, QueueName, ReceivedMessage,
+        Result, SessionId, SessionSelector,
+    };
+}

@@ -1,0 +1,609 @@
+//! Choosing and configuring the provider at run time: from code, a TOML file or environment
+//! variables.
+//!
+//! ```toml
+//! provider = "memory"
+//!
+//! [memory]
+//! max_message_bytes = 262144
+//! auto_create_queues = false
+//! lock_duration = "30s"
+//! max_delivery_count = 10
+//!
+//! [[memory.queues]]
+//! name = "pr-events"
+//! sessions = true
+//! lock_duration = "5s"
+//! max_delivery_count = 3
+//! ```
+//!
+//! Environment variables (they override the file):
+//!
+//! | Variable | Meaning |
+//! |---|---|
+//! | `QUEUE_RUNTIME_CONFIG` | path of a TOML file as above |
+//! | `QUEUE_RUNTIME_PROVIDER` | `memory`, `sqs` or `azure` |
+//! | `QUEUE_RUNTIME_MEMORY_MAX_MESSAGE_BYTES` | memory: largest message, bytes |
+//! | `QUEUE_RUNTIME_MEMORY_AUTO_CREATE_QUEUES` | memory: `true` or `false` |
+//! | `QUEUE_RUNTIME_MEMORY_LOCK_DURATION` | memory: default lock, e.g. `30s` |
+//! | `QUEUE_RUNTIME_MEMORY_MAX_DELIVERY_COUNT` | memory: default delivery limit |
+//!
+//! Validation reports every invalid field with its path, not only the first.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The providers this library knows, and the cargo feature that brings each in.
+const PROVIDERS: &[(&str, &str)] = &[("memory", "memory"), ("sqs", "sqs"), ("azure", "azure")];
+
+/// A validated client configuration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Which provider, with its settings.
+    pub provider: ProviderConfig,
+}
+
+/// The provider and its settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ProviderConfig {
+    /// The embedded broker.
+    #[cfg(feature = "memory")]
+    Memory(MemorySettings),
+}
+
+/// Settings of the embedded broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemorySettings {
+    /// The largest message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Whether sending to an unknown queue creates it.
+    pub auto_create_queues: bool,
+    /// The lock duration of queues created without their own.
+    pub lock_duration: Duration,
+    /// The delivery limit of queues created without their own.
+    pub max_delivery_count: u32,
+    /// Queues created when the client is built.
+    pub queues: Vec<MemoryQueueSettings>,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        MemorySettings {
+            max_message_bytes: 256 * 1024,
+            auto_create_queues: true,
+            lock_duration: Duration::from_secs(30),
+            max_delivery_count: 10,
+            queues: Vec::new(),
+        }
+    }
+}
+
+/// One queue declared in the configuration of the embedded broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryQueueSettings {
+    /// The queue's name.
+    pub name: queue_core::QueueName,
+    /// A session queue.
+    pub sessions: bool,
+    /// Lock duration (messages and sessions); the broker default when absent.
+    pub lock_duration: Option<Duration>,
+    /// Delivery limit; the broker default when absent.
+    pub max_delivery_count: Option<u32>,
+    /// Default time to live.
+    pub default_time_to_live: Option<Duration>,
+    /// Dead-letter expired messages.
+    pub dead_letter_on_expiration: bool,
+    /// Capacity in messages; the broker default when absent.
+    pub capacity: Option<usize>,
+}
+
+/// What was wrong with a configuration: every invalid field, with its path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    problems: Vec<ConfigProblem>,
+}
+
+/// One invalid field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Where: `memory.queues[0].max_delivery_count`, or an environment variable's name.
+    pub path: String,
+    /// What is wrong and what is expected.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn single(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            problems: vec![ConfigProblem {
+                path: path.into(),
+                reason: reason.into(),
+            }],
+        }
+    }
+
+    /// Every problem found.
+    pub fn problems(&self) -> &[ConfigProblem] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid queue-runtime configuration:")?;
+        for problem in &self.problems {
+            write!(f, "\n  {}: {}", problem.path, problem.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<ConfigError> for queue_core::QueueError {
+    fn from(error: ConfigError) -> Self {
+        queue_core::QueueError::new(queue_core::ErrorKind::Config, error.to_string())
+    }
+}
+
+/// A secret read from configuration (a connection string, a key): held in `secrecy`, zeroized on
+/// drop, and printed as `[REDACTED]` by `Debug` and `Display`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(SecretString::from(value.into()))
+    }
+
+    /// The secret itself: call only where it is handed to the SDK that needs it.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+// ---- The file format, before validation --------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    provider: Option<String>,
+    memory: Option<RawMemory>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMemory {
+    max_message_bytes: Option<usize>,
+    auto_create_queues: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    lock_duration: Option<Duration>,
+    max_delivery_count: Option<u32>,
+    #[serde(default)]
+    queues: Vec<RawQueue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    name: String,
+    #[serde(default)]
+    sessions: bool,
+    #[serde(default, with = "humantime_serde")]
+    lock_duration: Option<Duration>,
+    max_delivery_count: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    default_time_to_live: Option<Duration>,
+    #[serde(default)]
+    dead_letter_on_expiration: bool,
+    capacity: Option<usize>,
+}
+
+impl ClientConfig {
+    /// The embedded broker with its defaults.
+    #[cfg(feature = "memory")]
+    pub fn memory(settings: MemorySettings) -> Self {
+        ClientConfig {
+            provider: ProviderConfig::Memory(settings),
+        }
+    }
+
+    /// Parses and validates a TOML document.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|error| ConfigError::single("(toml)", error.message().to_owned()))?;
+        validate(raw)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::single(path.display().to_string(), format!("cannot read: {error}"))
+        })?;
+        Self::from_toml_str(&text).map_err(|mut error| {
+            for problem in &mut error.problems {
+                problem.path = format!("{}: {}", path.display(), problem.path);
+            }
+            error
+        })
+    }
+
+    /// Reads the configuration from the process environment (see the module documentation).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration from variables looked up by `var` (the environment, in
+    /// [`from_env`](Self::from_env)); exposed so the rules can be tested without touching the
+    /// process environment.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut raw = match var("QUEUE_RUNTIME_CONFIG") {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|error| {
+                    ConfigError::single(
+                        "QUEUE_RUNTIME_CONFIG",
+                        format!("cannot read {path}: {error}"),
+                    )
+                })?;
+                toml::from_str::<RawConfig>(&text).map_err(|error| {
+                    ConfigError::single(format!("{path} (toml)"), error.message().to_owned())
+                })?
+            }
+            None => RawConfig::default(),
+        };
+        let mut problems = Vec::new();
+        if let Some(provider) = var("QUEUE_RUNTIME_PROVIDER") {
+            raw.provider = Some(provider);
+        }
+        let memory = raw.memory.get_or_insert_with(RawMemory::default);
+        if let Some(value) = var("QUEUE_RUNTIME_MEMORY_MAX_MESSAGE_BYTES") {
+            match value.parse() {
+                Ok(bytes) => memory.max_message_bytes = Some(bytes),
+                Err(_) => problems.push(problem(
+                    "QUEUE_RUNTIME_MEMORY_MAX_MESSAGE_BYTES",
+                    format!("{value:?} is not a number of bytes"),
+                )),
+            }
+        }
+        if let Some(value) = var("QUEUE_RUNTIME_MEMORY_AUTO_CREATE_QUEUES") {
+            match value.as_str() {
+                "true" | "1" => memory.auto_create_queues = Some(true),
+                "false" | "0" => memory.auto_create_queues = Some(false),
+                _ => problems.push(problem(
+                    "QUEUE_RUNTIME_MEMORY_AUTO_CREATE_QUEUES",
+                    format!("{value:?} is not true or false"),
+                )),
+            }
+        }
+        if let Some(value) = var("QUEUE_RUNTIME_MEMORY_LOCK_DURATION") {
+            match humantime::parse_duration(&value) {
+                Ok(duration) => memory.lock_duration = Some(duration),
+                Err(error) => problems.push(problem(
+                    "QUEUE_RUNTIME_MEMORY_LOCK_DURATION",
+                    format!("{value:?} is not a duration such as 30s: {error}"),
+                )),
+            }
+        }
+        if let Some(value) = var("QUEUE_RUNTIME_MEMORY_MAX_DELIVERY_COUNT") {
+            match value.parse() {
+                Ok(count) => memory.max_delivery_count = Some(count),
+                Err(_) => problems.push(problem(
+                    "QUEUE_RUNTIME_MEMORY_MAX_DELIVERY_COUNT",
+                    format!("{value:?} is not a whole number"),
+                )),
+            }
+        }
+        match validate(raw) {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError { problems }),
+            Err(mut error) => {
+                problems.append(&mut error.problems);
+                Err(ConfigError { problems })
+            }
+        }
+    }
+}
+
+fn problem(path: impl Into<String>, reason: impl Into<String>) -> ConfigProblem {
+    ConfigProblem {
+        path: path.into(),
+        reason: reason.into(),
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<ClientConfig, ConfigError> {
+    let mut problems = Vec::new();
+    let provider = raw.provider.as_deref().unwrap_or("memory");
+    let known: Vec<&str> = PROVIDERS.iter().map(|(name, _)| *name).collect();
+    let Some(&(name, feature)) = PROVIDERS.iter().find(|(name, _)| *name == provider) else {
+        return Err(ConfigError::single(
+            "provider",
+            format!(
+                "unknown provider {provider:?}; expected one of {}",
+                known.join(", ")
+            ),
+        ));
+    };
+    let built = match name {
+        #[cfg(feature = "memory")]
+        "memory" => Some(ProviderConfig::Memory(validate_memory(
+            raw.memory.unwrap_or_default(),
+            &mut problems,
+        ))),
+        _ => {
+            problems.push(problem(
+                "provider",
+                format!(
+                    "the {name} provider is not in this build: enable the `{feature}` feature of \
+                     queue-runtime"
+                ),
+            ));
+            None
+        }
+    };
+    match built {
+        Some(provider) if problems.is_empty() => Ok(ClientConfig { provider }),
+        _ => Err(ConfigError { problems }),
+    }
+}
+
+#[cfg(feature = "memory")]
+fn validate_memory(raw: RawMemory, problems: &mut Vec<ConfigProblem>) -> MemorySettings {
+    let defaults = MemorySettings::default();
+    let max_message_bytes = raw.max_message_bytes.unwrap_or(defaults.max_message_bytes);
+    if max_message_bytes == 0 {
+        problems.push(problem("memory.max_message_bytes", "must be at least 1"));
+    }
+    let lock_duration = raw.lock_duration.unwrap_or(defaults.lock_duration);
+    check_lock(&mut *problems, "memory.lock_duration", lock_duration);
+    let max_delivery_count = raw
+        .max_delivery_count
+        .unwrap_or(defaults.max_delivery_count);
+    if max_delivery_count == 0 {
+        problems.push(problem("memory.max_delivery_count", "must be at least 1"));
+    }
+    let mut queues = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (index, queue) in raw.queues.into_iter().enumerate() {
+        let path = format!("memory.queues[{index}]");
+        let name = match queue_core::QueueName::new(&queue.name) {
+            Ok(name) => Some(name),
+            Err(error) => {
+                problems.push(problem(format!("{path}.name"), error.message().to_owned()));
+                None
+            }
+        };
+        if !seen.insert(queue.name.clone()) {
+            problems.push(problem(
+                format!("{path}.name"),
+                format!("queue {:?} is declared twice", queue.name),
+            ));
+        }
+        if let Some(lock) = queue.lock_duration {
+            check_lock(&mut *problems, &format!("{path}.lock_duration"), lock);
+        }
+        if queue.max_delivery_count == Some(0) {
+            problems.push(problem(
+                format!("{path}.max_delivery_count"),
+                "must be at least 1",
+            ));
+        }
+        if queue.capacity == Some(0) {
+            problems.push(problem(format!("{path}.capacity"), "must be at least 1"));
+        }
+        if queue.default_time_to_live == Some(Duration::ZERO) {
+            problems.push(problem(
+                format!("{path}.default_time_to_live"),
+                "must be positive",
+            ));
+        }
+        if let Some(name) = name {
+            queues.push(MemoryQueueSettings {
+                name,
+                sessions: queue.sessions,
+                lock_duration: queue.lock_duration,
+                max_delivery_count: queue.max_delivery_count,
+                default_time_to_live: queue.default_time_to_live,
+                dead_letter_on_expiration: queue.dead_letter_on_expiration,
+                capacity: queue.capacity,
+            });
+        }
+    }
+    MemorySettings {
+        max_message_bytes,
+        auto_create_queues: raw
+            .auto_create_queues
+            .unwrap_or(defaults.auto_create_queues),
+        lock_duration,
+        max_delivery_count,
+        queues,
+    }
+}
+
+#[cfg(feature = "memory")]
+fn check_lock(problems: &mut Vec<ConfigProblem>, path: &str, lock: Duration) {
+    if lock < Duration::from_millis(1) || lock > queue_memory::MAX_LOCK_DURATION {
+        problems.push(problem(path, "must be between 1ms and 24h"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn a_full_memory_file_parses() {
+        let config = ClientConfig::from_toml_str(
+            r#"
+            provider = "memory"
+            [memory]
+            max_message_bytes = 1024
+            auto_create_queues = false
+            lock_duration = "10s"
+            max_delivery_count = 4
+            [[memory.queues]]
+            name = "pr-events"
+            sessions = true
+            lock_duration = "5s"
+            max_delivery_count = 3
+            default_time_to_live = "1h"
+            dead_letter_on_expiration = true
+            capacity = 500
+            "#,
+        )
+        .unwrap();
+        let ProviderConfig::Memory(memory) = config.provider;
+        assert_eq!(memory.max_message_bytes, 1024);
+        assert!(!memory.auto_create_queues);
+        assert_eq!(memory.lock_duration, Duration::from_secs(10));
+        let queue = &memory.queues[0];
+        assert_eq!(queue.name.as_str(), "pr-events");
+        assert!(queue.sessions && queue.dead_letter_on_expiration);
+        assert_eq!(queue.default_time_to_live, Some(Duration::from_secs(3600)));
+        assert_eq!(queue.capacity, Some(500));
+    }
+
+    #[test]
+    fn an_empty_file_means_memory_with_defaults() {
+        let config = ClientConfig::from_toml_str("").unwrap();
+        let ProviderConfig::Memory(memory) = config.provider;
+        assert_eq!(memory, MemorySettings::default());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let error = ClientConfig::from_toml_str("[memory]\nlock_durration = \"5s\"").unwrap_err();
+        assert!(error.to_string().contains("lock_durration"), "{error}");
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported_with_its_path() {
+        let error = ClientConfig::from_toml_str(
+            r#"
+            [memory]
+            max_message_bytes = 0
+            max_delivery_count = 0
+            lock_duration = "0s"
+            [[memory.queues]]
+            name = "bad name"
+            capacity = 0
+            [[memory.queues]]
+            name = "twice"
+            [[memory.queues]]
+            name = "twice"
+            max_delivery_count = 0
+            "#,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = error.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "memory.max_message_bytes",
+                "memory.lock_duration",
+                "memory.max_delivery_count",
+                "memory.queues[0].name",
+                "memory.queues[0].capacity",
+                "memory.queues[2].name",
+                "memory.queues[2].max_delivery_count",
+            ]
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("memory.max_delivery_count: must be at least 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_and_absent_providers_are_explained() {
+        let error = ClientConfig::from_toml_str("provider = \"kafka\"").unwrap_err();
+        assert!(error.to_string().contains("memory, sqs, azure"), "{error}");
+        let error = ClientConfig::from_toml_str("provider = \"sqs\"").unwrap_err();
+        assert!(
+            error.to_string().contains("enable the `sqs` feature"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn environment_variables_override_and_are_checked() {
+        let vars: HashMap<&str, &str> = [
+            ("QUEUE_RUNTIME_PROVIDER", "memory"),
+            ("QUEUE_RUNTIME_MEMORY_LOCK_DURATION", "7s"),
+            ("QUEUE_RUNTIME_MEMORY_MAX_DELIVERY_COUNT", "2"),
+            ("QUEUE_RUNTIME_MEMORY_AUTO_CREATE_QUEUES", "false"),
+        ]
+        .into();
+        let config = ClientConfig::from_vars(|name| vars.get(name).map(|v| v.to_string())).unwrap();
+        let ProviderConfig::Memory(memory) = config.provider;
+        assert_eq!(memory.lock_duration, Duration::from_secs(7));
+        assert_eq!(memory.max_delivery_count, 2);
+        assert!(!memory.auto_create_queues);
+
+        let bad: HashMap<&str, &str> = [
+            ("QUEUE_RUNTIME_MEMORY_LOCK_DURATION", "soon"),
+            ("QUEUE_RUNTIME_MEMORY_MAX_MESSAGE_BYTES", "-1"),
+            ("QUEUE_RUNTIME_MEMORY_AUTO_CREATE_QUEUES", "maybe"),
+        ]
+        .into();
+        let error =
+            ClientConfig::from_vars(|name| bad.get(name).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(error.problems().len(), 3, "{error}");
+    }
+
+    #[test]
+    fn a_config_file_named_by_the_environment_is_read() {
+        let path = std::env::temp_dir().join(format!("queue-runtime-{}.toml", std::process::id()));
+        std::fs::write(&path, "[memory]\nmax_delivery_count = 5\n").unwrap();
+        let file = path.display().to_string();
+        let config =
+            ClientConfig::from_vars(|name| (name == "QUEUE_RUNTIME_CONFIG").then(|| file.clone()))
+                .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let ProviderConfig::Memory(memory) = config.provider;
+        assert_eq!(memory.max_delivery_count, 5);
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        #[derive(Debug, Deserialize)]
+        struct WithSecret {
+            #[allow(dead_code)]
+            connection_string: Secret,
+        }
+        let parsed: WithSecret =
+            toml::from_str("connection_string = \"Endpoint=sb://x/;SharedAccessKey=abc\"").unwrap();
+        let printed = format!("{parsed:?} {}", parsed.connection_string);
+        assert!(!printed.contains("SharedAccessKey"), "{printed}");
+        assert_eq!(
+            parsed.connection_string.expose(),
+            "Endpoint=sb://x/;SharedAccessKey=abc"
+        );
+    }
+}
