@@ -1,2 +1,313 @@
-//! Project automation (being written).
-fn main() {}
+//! Project automation. `cargo xtask help` lists the commands; `cargo xtask ci` is what CI runs.
+//!
+//! Every command it runs is echoed first (`$ cargo ...`), so a failure can be reproduced by hand.
+
+// This program talks to a terminal: printing is its job.
+#![allow(clippy::print_stdout)]
+
+mod deny;
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::run::{cargo, workspace_root};
+
+const HELP: &str = "\
+cargo xtask <command>
+
+  ci                      everything CI checks, in order: fmt, clippy, test, quickstart, doc, deny
+  fmt [--check]           format the workspace (or only check it)
+  clippy                  clippy on every package, all targets, warnings denied
+  test                    every test of the workspace, then the doctests
+  quickstart              run the quickstart example
+  doc                     build the docs with warnings denied
+  deny                    cargo deny: licenses, bans, sources, advisories (offline snapshot)
+  conformance --provider memory
+                          the conformance suite against one provider
+  bench [criterion args]  the criterion benchmarks (short runs by default)
+  help                    this text
+";
+
+/// One step of `cargo xtask ci`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Fmt,
+    Clippy,
+    Test,
+    Quickstart,
+    Doc,
+    Deny,
+}
+
+impl Step {
+    const CI: [Step; 6] = [
+        Step::Fmt,
+        Step::Clippy,
+        Step::Test,
+        Step::Quickstart,
+        Step::Doc,
+        Step::Deny,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Step::Fmt => "fmt --check",
+            Step::Clippy => "clippy",
+            Step::Test => "test",
+            Step::Quickstart => "quickstart",
+            Step::Doc => "doc",
+            Step::Deny => "deny",
+        }
+    }
+
+    fn run(self, root: &Path) -> Result<()> {
+        match self {
+            Step::Fmt => fmt(root, true),
+            Step::Clippy => clippy(root),
+            Step::Test => test(root),
+            Step::Quickstart => quickstart(root),
+            Step::Doc => doc(root),
+            Step::Deny => deny::check(root),
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Ci,
+    Step(Step),
+    Fmt { check: bool },
+    Conformance { provider: String },
+    Bench { args: Vec<String> },
+    Help,
+}
+
+/// The providers whose conformance suite exists in this workspace, with the test that runs it.
+const CONFORMANCE: &[(&str, &str)] = &[("memory", "memory")];
+
+fn parse(args: &[String]) -> Result<Command> {
+    let Some((command, rest)) = args.split_first() else {
+        return Ok(Command::Help);
+    };
+    let no_arguments = |command: Command| {
+        if rest.is_empty() {
+            Ok(command)
+        } else {
+            bail!("`{}` takes no arguments, got {rest:?}", args[0])
+        }
+    };
+    match command.as_str() {
+        "ci" => no_arguments(Command::Ci),
+        "fmt" => match rest {
+            [] => Ok(Command::Fmt { check: false }),
+            [flag] if flag == "--check" => Ok(Command::Fmt { check: true }),
+            _ => bail!("usage: cargo xtask fmt [--check]"),
+        },
+        "clippy" => no_arguments(Command::Step(Step::Clippy)),
+        "test" => no_arguments(Command::Step(Step::Test)),
+        "quickstart" => no_arguments(Command::Step(Step::Quickstart)),
+        "doc" => no_arguments(Command::Step(Step::Doc)),
+        "deny" => no_arguments(Command::Step(Step::Deny)),
+        "conformance" => {
+            let provider = match rest {
+                [flag, provider] if flag == "--provider" => provider.clone(),
+                [] => "memory".to_owned(),
+                _ => bail!("usage: cargo xtask conformance --provider <name>"),
+            };
+            if !CONFORMANCE.iter().any(|(name, _)| *name == provider) {
+                let known: Vec<&str> = CONFORMANCE.iter().map(|(name, _)| *name).collect();
+                bail!(
+                    "no conformance suite for provider {provider:?} in this workspace; \
+                     available: {}",
+                    known.join(", ")
+                );
+            }
+            Ok(Command::Conformance { provider })
+        }
+        "bench" => Ok(Command::Bench {
+            args: rest.to_vec(),
+        }),
+        "help" | "--help" | "-h" => Ok(Command::Help),
+        other => bail!("unknown command {other:?}\n\n{HELP}"),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match parse(&args).and_then(execute) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<()> {
+    let root = workspace_root()?;
+    match command {
+        Command::Help => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Command::Ci => ci(&root),
+        Command::Step(step) => step.run(&root),
+        Command::Fmt { check } => fmt(&root, check),
+        Command::Conformance { provider } => {
+            let test = CONFORMANCE
+                .iter()
+                .find(|(name, _)| *name == provider)
+                .map(|(_, test)| *test)
+                .context("provider checked while parsing")?;
+            cargo(
+                &root,
+                &["test", "-p", "queue-conformance", "--test", test],
+                &[],
+            )
+        }
+        Command::Bench { args } => bench(&root, &args),
+    }
+}
+
+fn ci(root: &Path) -> Result<()> {
+    let mut timings: Vec<(Step, Duration)> = Vec::new();
+    for step in Step::CI {
+        println!("\n==> {}", step.name());
+        let started = Instant::now();
+        let outcome = step.run(root);
+        timings.push((step, started.elapsed()));
+        if let Err(error) = outcome {
+            print_timings(&timings);
+            return Err(error.context(format!("ci step `{}` failed", step.name())));
+        }
+    }
+    print_timings(&timings);
+    println!("ci: all steps passed");
+    Ok(())
+}
+
+fn print_timings(timings: &[(Step, Duration)]) {
+    println!("\nci timings:");
+    for (step, elapsed) in timings {
+        println!("  {:<12} {:>7.1} s", step.name(), elapsed.as_secs_f64());
+    }
+}
+
+fn fmt(root: &Path, check: bool) -> Result<()> {
+    let mut args = vec!["fmt", "--all"];
+    if check {
+        args.extend(["--", "--check"]);
+    }
+    cargo(root, &args, &[])
+}
+
+fn clippy(root: &Path) -> Result<()> {
+    for package in run::workspace_packages(root)? {
+        cargo(
+            root,
+            &[
+                "clippy",
+                "-p",
+                &package,
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    cargo(root, &["test", "--workspace", "--all-targets"], &[])?;
+    cargo(root, &["test", "--workspace", "--doc"], &[])
+}
+
+fn quickstart(root: &Path) -> Result<()> {
+    cargo(root, &["run", "--example", "quickstart"], &[])
+}
+
+fn doc(root: &Path) -> Result<()> {
+    cargo(
+        root,
+        &["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )
+}
+
+fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    let mut args: Vec<&str> = vec!["bench", "--workspace", "--"];
+    if extra.is_empty() {
+        // Short runs by default: the machine is small and shared.
+        args.extend(["--warm-up-time", "1", "--measurement-time", "3"]);
+    } else {
+        args.extend(extra.iter().map(String::as_str));
+    }
+    cargo(root, &args, &[])
+}
+
+/// Where project-local tools and data live (git-ignored).
+fn xtask_dir(root: &Path) -> PathBuf {
+    root.join(".xtask")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(parse(&args("")).unwrap(), Command::Help);
+        assert_eq!(parse(&args("ci")).unwrap(), Command::Ci);
+        assert_eq!(
+            parse(&args("fmt --check")).unwrap(),
+            Command::Fmt { check: true }
+        );
+        assert_eq!(
+            parse(&args("conformance --provider memory")).unwrap(),
+            Command::Conformance {
+                provider: "memory".into()
+            }
+        );
+        assert_eq!(
+            parse(&args("bench --measurement-time 1")).unwrap(),
+            Command::Bench {
+                args: args("--measurement-time 1")
+            }
+        );
+    }
+
+    #[test]
+    fn bad_commands_are_explained() {
+        assert!(parse(&args("ci now")).is_err());
+        assert!(parse(&args("fmt --fix")).is_err());
+        let error = parse(&args("conformance --provider kafka")).unwrap_err();
+        assert!(error.to_string().contains("available: memory"), "{error}");
+        assert!(
+            parse(&args("deploy"))
+                .unwrap_err()
+                .to_string()
+                .contains("unknown command")
+        );
+    }
+
+    #[test]
+    fn ci_runs_every_step_once() {
+        let names: Vec<&str> = Step::CI.iter().map(|step| step.name()).collect();
+        assert_eq!(
+            names,
+            ["fmt --check", "clippy", "test", "quickstart", "doc", "deny"]
+        );
+    }
+}
