@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+
+mod context;
+mod envelope;
+mod error;
+mod format;
+mod keys;
+
+pub use context::{Context, MAX_CONTEXT_LEN};
+pub use envelope::{
+    Clock, Opened, SaltSource, Sealer, SystemClock, SystemSalt, UnverifiedHeader, looks_sealed,
+    open, peek_header, seal,
+};
+pub use error::{CryptoError, Result};
+pub use format::{
+    COMMITMENT_LEN, ENVELOPE_ID_LEN, MAGIC, MAX_ENVELOPE_LEN, MAX_HEADER_LEN, MAX_PLAINTEXT_LEN,
+    MIN_HEADER_LEN, Suite, TAG_LEN, VERSION,
+};
+pub use keys::{KEY_LEN, Key, KeyId, KeyMaterial, KeyState, Keyset, MAX_KEY_ID_LEN};
