@@ -29,6 +29,7 @@ cargo xtask <command>
   conformance --provider memory
                           the conformance suite against one provider
   bench [criterion args]  the criterion benchmarks (short runs by default)
+  fuzz [seconds]          fuzz the envelope's open/peek_header (nightly; default 60 s)
   help                    this text
 ";
 
@@ -84,6 +85,7 @@ enum Command {
     Fmt { check: bool },
     Conformance { provider: String },
     Bench { args: Vec<String> },
+    Fuzz { seconds: u64 },
     Help,
 }
 
@@ -132,6 +134,15 @@ fn parse(args: &[String]) -> Result<Command> {
         "bench" => Ok(Command::Bench {
             args: rest.to_vec(),
         }),
+        "fuzz" => match rest {
+            [] => Ok(Command::Fuzz { seconds: 60 }),
+            [seconds] => Ok(Command::Fuzz {
+                seconds: seconds.parse().with_context(|| {
+                    format!("`cargo xtask fuzz [seconds]`: not a number: {seconds:?}")
+                })?,
+            }),
+            _ => bail!("usage: cargo xtask fuzz [seconds]"),
+        },
         "help" | "--help" | "-h" => Ok(Command::Help),
         other => bail!("unknown command {other:?}\n\n{HELP}"),
     }
@@ -171,6 +182,7 @@ fn execute(command: Command) -> Result<()> {
             )
         }
         Command::Bench { args } => bench(&root, &args),
+        Command::Fuzz { seconds } => fuzz(&root, seconds),
     }
 }
 
@@ -253,6 +265,58 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     cargo(root, &args, &[])
 }
 
+/// Runs the envelope fuzz target with cargo-fuzz (installed under `.xtask/tools` if missing).
+/// New inputs go to `.xtask/fuzz-corpus/open`; the committed seeds in `fuzz/corpus/open` are
+/// read, not written, so fuzzing leaves the repository clean. Crashes land in `fuzz/artifacts`.
+fn fuzz(root: &Path, seconds: u64) -> Result<()> {
+    let tools = run::xtask_tool_root(root);
+    let cargo_fuzz = tools.join("bin").join("cargo-fuzz");
+    if !cargo_fuzz.is_file() {
+        let tools_text = tools.to_str().context("the workspace path is not UTF-8")?;
+        cargo(
+            root,
+            &[
+                "install",
+                "--locked",
+                "cargo-fuzz",
+                "--version",
+                "0.13.2",
+                "--root",
+                tools_text,
+            ],
+            &[],
+        )?;
+    }
+    let work_corpus = xtask_dir(root).join("fuzz-corpus").join("open");
+    std::fs::create_dir_all(&work_corpus)
+        .with_context(|| format!("cannot create {}", work_corpus.display()))?;
+    let work_corpus = work_corpus
+        .to_str()
+        .context("the workspace path is not UTF-8")?;
+    let cargo_fuzz = cargo_fuzz
+        .to_str()
+        .context("the workspace path is not UTF-8")?;
+    let max_time = format!("-max_total_time={seconds}");
+    // cargo-fuzz needs nightly; the pinned toolchain stays the default for everything else.
+    run::run(
+        root,
+        "rustup",
+        &[
+            "run",
+            "nightly",
+            cargo_fuzz,
+            "fuzz",
+            "run",
+            "open",
+            work_corpus,
+            "fuzz/corpus/open",
+            "--",
+            &max_time,
+        ],
+        &[],
+    )
+}
+
 /// Where project-local tools and data live (git-ignored).
 fn xtask_dir(root: &Path) -> PathBuf {
     root.join(".xtask")
@@ -285,6 +349,10 @@ mod tests {
             Command::Bench {
                 args: args("--measurement-time 1")
             }
+        );
+        assert_eq!(
+            parse(&args("fuzz 5")).unwrap(),
+            Command::Fuzz { seconds: 5 }
         );
     }
 

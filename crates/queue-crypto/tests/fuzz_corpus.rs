@@ -1,0 +1,92 @@
+//! Runs the fuzz corpus (fuzz/corpus/open) through the fuzz target's own check, so every
+//! `cargo test` replays what the fuzzer found interesting. Seeds named `valid-*` are envelopes
+//! that must open; every other input (fuzzer finds included) must be refused.
+//!
+//! To rewrite the seeds: `QUEUE_CRYPTO_WRITE_CORPUS=1 cargo test -p queue-crypto --test fuzz_corpus`.
+
+// Test helpers outside #[test] functions may unwrap too: a failure is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+mod harness {
+    include!("../../../fuzz/harness.rs");
+}
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use queue_crypto::{MAGIC, Sealer, Suite};
+use support::{FixedClock, ScriptedSalts, millis};
+
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/open")
+}
+
+fn seeds() -> Vec<(String, Vec<u8>)> {
+    let keyset = harness::keyset();
+    let context = harness::context();
+    let sealer = |suite: Suite, salt: u8| {
+        Sealer::new()
+            .with_suite(suite)
+            .with_clock(Arc::new(FixedClock(millis(1_795_000_000_000))))
+            .with_salt_source(Arc::new(ScriptedSalts::one([salt; 32])))
+    };
+    let aes = sealer(Suite::Aes256Gcm, 1)
+        .seal(&keyset, b"hello, fuzzer", &context)
+        .unwrap();
+    let chacha = sealer(Suite::ChaCha20Poly1305, 2)
+        .seal(&keyset, &[0xAB; 300], &context)
+        .unwrap();
+    let empty = sealer(Suite::Aes256Gcm, 3)
+        .seal(&keyset, b"", &context)
+        .unwrap();
+    let scheduled = sealer(Suite::Aes256Gcm, 4)
+        .seal_not_before(&keyset, b"later", &context, millis(1_795_000_060_000))
+        .unwrap();
+    let mut truncated = aes.clone();
+    truncated.truncate(aes.len() - 1);
+    let mut flipped = chacha.clone();
+    flipped[100] ^= 0x01;
+    vec![
+        ("valid-aes".into(), aes),
+        ("valid-chacha".into(), chacha),
+        ("valid-empty".into(), empty),
+        ("valid-not-before".into(), scheduled),
+        ("truncated".into(), truncated),
+        ("bit-flipped".into(), flipped),
+        ("magic-only".into(), MAGIC.to_vec()),
+        ("plain-json".into(), br#"{"order":1}"#.to_vec()),
+    ]
+}
+
+#[test]
+fn the_corpus_replays_through_the_fuzz_check() {
+    if std::env::var_os("QUEUE_CRYPTO_WRITE_CORPUS").is_some() {
+        std::fs::create_dir_all(corpus()).unwrap();
+        for (name, bytes) in seeds() {
+            std::fs::write(corpus().join(name), bytes).unwrap();
+        }
+    }
+    let keyset = harness::keyset();
+    let context = harness::context();
+    let mut valid = 0;
+    let mut refused = 0;
+    for entry in std::fs::read_dir(corpus()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let data = std::fs::read(&path).unwrap();
+        let opened = harness::check(&keyset, &context, &data);
+        if name.starts_with("valid-") {
+            assert!(opened.is_some(), "seed {name} must open");
+            valid += 1;
+        } else {
+            assert!(opened.is_none(), "corpus input {name} opened: a forgery");
+            refused += 1;
+        }
+    }
+    assert!(
+        valid >= 4 && refused >= 4,
+        "the corpus lost its seeds: {valid} valid, {refused} refused"
+    );
+}
