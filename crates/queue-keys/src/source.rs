@@ -1,0 +1,154 @@
+//! Where keysets come from: the [`KeySource`] trait and the sources built in.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use queue_crypto::Keyset;
+use zeroize::Zeroizing;
+
+use crate::document::KeysetDocument;
+use crate::error::{KeyError, Result};
+
+/// A place that holds the current keyset and can be asked again: keys rotate while the process
+/// runs.
+///
+/// Implementations do one fetch per call and no caching: [`KeyRing`](crate::KeyRing) caches,
+/// refreshes on an interval, answers unknown key ids from a negative cache, and makes sure that
+/// concurrent callers share one fetch. A secret store (Vault, AWS Secrets Manager, Azure Key
+/// Vault) is one more implementation of this trait: fetch the secret, hand the bytes to
+/// [`KeysetDocument::parse`].
+#[async_trait]
+pub trait KeySource: Send + Sync + fmt::Debug {
+    /// The source as it appears in logs and errors: kind and location, never a secret.
+    fn name(&self) -> String;
+
+    /// Fetches the current keyset.
+    ///
+    /// # Errors
+    /// [`KeyError::Unavailable`] when the source cannot be reached or read (transient);
+    /// [`KeyError::Invalid`] when it holds something that is not a valid keyset.
+    async fn fetch(&self) -> Result<Arc<Keyset>>;
+}
+
+/// A keyset given in code. Rotating means building a new one: use a file or a secret store
+/// when keys must change without a restart.
+#[derive(Debug, Clone)]
+pub struct StaticKeys {
+    keyset: Arc<Keyset>,
+}
+
+impl StaticKeys {
+    /// A source that always answers `keyset`.
+    pub fn new(keyset: impl Into<Arc<Keyset>>) -> Self {
+        StaticKeys {
+            keyset: keyset.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl KeySource for StaticKeys {
+    fn name(&self) -> String {
+        "static".to_owned()
+    }
+
+    async fn fetch(&self) -> Result<Arc<Keyset>> {
+        Ok(Arc::clone(&self.keyset))
+    }
+}
+
+/// A keyset document in an environment variable: base64 of the JSON (or the JSON itself, when
+/// the value starts with `{`). Read on every fetch.
+#[derive(Debug, Clone)]
+pub struct EnvKeys {
+    variable: String,
+}
+
+impl EnvKeys {
+    /// Reads the variable named `variable`.
+    pub fn new(variable: impl Into<String>) -> Self {
+        EnvKeys {
+            variable: variable.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl KeySource for EnvKeys {
+    fn name(&self) -> String {
+        format!("env {}", self.variable)
+    }
+
+    async fn fetch(&self) -> Result<Arc<Keyset>> {
+        let value = Zeroizing::new(std::env::var(&self.variable).map_err(|error| {
+            KeyError::Unavailable {
+                source_name: self.name(),
+                reason: error.to_string(),
+            }
+        })?);
+        let trimmed = value.trim();
+        let json = if trimmed.starts_with('{') {
+            Zeroizing::new(trimmed.as_bytes().to_vec())
+        } else {
+            Zeroizing::new(STANDARD.decode(trimmed).map_err(|_| KeyError::Invalid {
+                source_name: self.name(),
+                reason: "the value is neither a JSON keyset nor base64".to_owned(),
+            })?)
+        };
+        Ok(Arc::new(
+            KeysetDocument::parse(&json, &self.name())?.into_keyset(),
+        ))
+    }
+}
+
+/// A keyset file (see [`crate::document`]), read again on every fetch, so replacing the file
+/// rotates keys without a restart: the [`KeyRing`](crate::KeyRing) in front of it fetches once
+/// per refresh interval. Write the file atomically (as [`KeysetDocument::write_file`] does):
+/// a half-written file is refused as invalid, and the key ring keeps its last good keyset.
+#[derive(Clone)]
+pub struct FileKeys {
+    path: PathBuf,
+}
+
+impl FileKeys {
+    /// Reads the file at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        FileKeys { path: path.into() }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl fmt::Debug for FileKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileKeys")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl KeySource for FileKeys {
+    fn name(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+
+    async fn fetch(&self) -> Result<Arc<Keyset>> {
+        let bytes = Zeroizing::new(tokio::fs::read(&self.path).await.map_err(|error| {
+            KeyError::Unavailable {
+                source_name: self.name(),
+                reason: error.to_string(),
+            }
+        })?);
+        Ok(Arc::new(
+            KeysetDocument::parse(&bytes, &self.name())?.into_keyset(),
+        ))
+    }
+}
