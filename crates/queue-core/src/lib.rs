@@ -25,7 +25,7 @@ pub use provider::{
 };
 pub use received::{
     DeadLetterReason, DeliveryInfo, MAX_DEAD_LETTER_DESCRIPTION_LEN, MAX_DEAD_LETTER_REASON_LEN,
-    PeekedMessage, Receipt, ReceivedMessage,
+    PeekedMessage, Receipt, ReceivedMessage, SealInfo,
 };
 
 /// Time conversions between the broker's `SystemTime` and wire milliseconds.

@@ -67,6 +67,42 @@ pub struct DeliveryInfo {
     pub expires_at: Option<SystemTime>,
     /// For a message read from a dead-letter queue: why it is there.
     pub dead_letter: Option<DeadLetterReason>,
+    /// Set by queue-runtime's secure client when the message was sealed and opened: what was
+    /// authenticated. `None` from providers, and for a message that was not sealed (or, read
+    /// from a dead-letter queue or peeked, did not open): its body is then exactly what sits in
+    /// the queue, unauthenticated.
+    pub seal: Option<SealInfo>,
+}
+
+/// What the secure client authenticated when it opened a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SealInfo {
+    /// The key that sealed it.
+    pub key_id: String,
+    /// The envelope's unique id (what the replay guard remembers).
+    pub envelope_id: [u8; 32],
+    /// When the sender sealed it (the sender's clock, authenticated).
+    pub sealed_at: SystemTime,
+    /// For a scheduled message: not to be processed before this time (authenticated).
+    pub not_before: Option<SystemTime>,
+}
+
+impl SealInfo {
+    /// The authenticated facts of one opened envelope.
+    pub fn new(
+        key_id: impl Into<String>,
+        envelope_id: [u8; 32],
+        sealed_at: SystemTime,
+        not_before: Option<SystemTime>,
+    ) -> Self {
+        SealInfo {
+            key_id: key_id.into(),
+            envelope_id,
+            sealed_at,
+            not_before,
+        }
+    }
 }
 
 /// An opaque handle that settles one delivery of one message.

@@ -79,6 +79,7 @@ impl Stored {
             sequence_number: Some(self.sequence_number),
             expires_at: self.expires_at.map(|at| clock.system(at)),
             dead_letter: self.dead_letter.clone(),
+            seal: None,
         }
     }
 

@@ -6,26 +6,49 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, Message, PeekOptions, PeekedMessage,
-    QueueName, QueueProvider, ReceiveOptions, ReceivedMessage, Result, SendOutcome, SessionId,
-    SessionReceiver, SessionSelector,
+    QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage, Result,
+    SendOutcome, SessionId, SessionReceiver, SessionSelector, SubQueue,
 };
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::config::{ClientConfig, ProviderConfig};
+use crate::security::{self, Security, Verdict};
 
 /// Sends, receives and settles messages through the provider chosen by configuration.
 ///
 /// Cheap to clone: clones share the provider. Every operation first checks the queue name
-/// against the provider's own rules. Logs carry queue names and message ids, never bodies.
+/// against the provider's own rules. Logs carry queue names, message ids and key ids, never
+/// bodies or key material.
+///
+/// With [`Security`] ([`with_security`](Self::with_security)), sending seals and receiving
+/// opens, per queue policy: the application sends and gets plaintext, and every message that
+/// fails authentication, freshness or the replay guard is dead-lettered with a generic reason
+/// (`rejected: authentication`, `rejected: replay`, ...) instead of being handed over.
 #[derive(Debug, Clone)]
 pub struct QueueClient {
     provider: Arc<dyn QueueProvider>,
+    security: Option<Arc<Security>>,
 }
 
 impl QueueClient {
     /// A client over any provider.
     pub fn new(provider: Arc<dyn QueueProvider>) -> Self {
-        QueueClient { provider }
+        QueueClient {
+            provider,
+            security: None,
+        }
+    }
+
+    /// Seals on send and opens on receive with these keys and policies.
+    #[must_use]
+    pub fn with_security(mut self, security: impl Into<Arc<Security>>) -> Self {
+        self.security = Some(security.into());
+        self
+    }
+
+    /// The keys and policies, when configured.
+    pub fn security(&self) -> Option<&Arc<Security>> {
+        self.security.as_ref()
     }
 
     /// A client over the embedded broker with its defaults.
@@ -89,10 +112,11 @@ impl QueueClient {
         self.provider.capabilities()
     }
 
-    /// Sends one message.
+    /// Sends one message (sealed, when the queue's policy says so).
     pub async fn send(&self, queue: &QueueName, message: Message) -> Result<SendOutcome> {
         self.provider.validate_queue_name(queue)?;
         let message_id = message.message_id().clone();
+        let message = self.seal(queue, message).await?;
         let outcome = self.provider.send(queue, message).await;
         debug!(
             messaging.system = self.provider.name(),
@@ -112,9 +136,49 @@ impl QueueClient {
     ) -> Result<Vec<Result<SendOutcome>>> {
         self.provider.validate_queue_name(queue)?;
         let count = messages.len();
-        let outcomes = self.provider.send_batch(queue, messages).await;
+        // A message that cannot be sealed fails alone, as a provider-refused entry would.
+        let mut outcomes: Vec<Option<Result<SendOutcome>>> = Vec::with_capacity(count);
+        let mut sealed = Vec::with_capacity(count);
+        for message in messages {
+            match self.seal(queue, message).await {
+                Ok(message) => {
+                    outcomes.push(None);
+                    sealed.push(message);
+                }
+                Err(error) => outcomes.push(Some(Err(error))),
+            }
+        }
+        let mut sent = if sealed.is_empty() {
+            Vec::new()
+        } else {
+            self.provider.send_batch(queue, sealed).await?
+        }
+        .into_iter();
+        let outcomes = outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| {
+                    sent.next().unwrap_or_else(|| {
+                        Err(QueueError::new(
+                            queue_core::ErrorKind::Provider,
+                            "the provider returned fewer batch results than messages",
+                        ))
+                    })
+                })
+            })
+            .collect();
         debug!(messaging.destination.name = %queue, count, "send_batch");
-        outcomes
+        Ok(outcomes)
+    }
+
+    async fn seal(&self, queue: &QueueName, message: Message) -> Result<Message> {
+        match &self.security {
+            Some(security) => security.seal(queue, message).await,
+            None => {
+                security::count_sent(queue, false);
+                Ok(message)
+            }
+        }
     }
 
     /// Receives up to `max_messages`, waiting up to `wait` for the first one.
@@ -125,10 +189,14 @@ impl QueueClient {
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>> {
         self.provider.validate_queue_name(queue)?;
-        let received = self
-            .provider
-            .receive(queue, ReceiveOptions::new(max_messages, wait))
-            .await?;
+        let received = receive_verified(
+            self.security.as_deref(),
+            Settler::Queue(self.provider.as_ref()),
+            queue,
+            max_messages,
+            wait,
+        )
+        .await?;
         for message in &received {
             debug!(
                 messaging.destination.name = %queue,
@@ -150,6 +218,11 @@ impl QueueClient {
     }
 
     /// Receives from the queue's dead-letter queue.
+    ///
+    /// Dead letters are for inspection: sealed ones that open are returned opened (no freshness
+    /// or replay check: they are old by nature), with `delivery.seal` set. Anything else,
+    /// including the messages the client refused, comes back exactly as it sits in the queue with
+    /// `delivery.seal == None`: unauthenticated, to be treated as such.
     pub async fn receive_dead_letters(
         &self,
         queue: &QueueName,
@@ -157,24 +230,46 @@ impl QueueClient {
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>> {
         self.provider.validate_queue_name(queue)?;
-        self.provider
+        let mut received = self
+            .provider
             .receive(queue, ReceiveOptions::new(max_messages, wait).dead_letter())
-            .await
+            .await?;
+        if let Some(security) = &self.security {
+            for message in &mut received {
+                security
+                    .inspect(queue, &mut message.message, &mut message.delivery)
+                    .await;
+            }
+        }
+        Ok(received)
     }
 
-    /// Reads messages without locking them.
+    /// Reads messages without locking them. Like dead letters, peeked messages are opened when
+    /// they open (`delivery.seal` set) and returned as they sit in the queue otherwise.
     pub async fn peek(
         &self,
         queue: &QueueName,
         options: PeekOptions,
     ) -> Result<Vec<PeekedMessage>> {
         self.provider.validate_queue_name(queue)?;
-        self.provider.peek(queue, options).await
+        let mut peeked = self.provider.peek(queue, options).await?;
+        if let Some(security) = &self.security {
+            for message in &mut peeked {
+                security
+                    .inspect(queue, &mut message.message, &mut message.delivery)
+                    .await;
+            }
+        }
+        Ok(peeked)
     }
 
-    /// Settles a delivery as done.
+    /// Settles a delivery as done. A sealed message's envelope id is then remembered by the
+    /// replay guard: a copy of it is refused.
     pub async fn complete(&self, message: &ReceivedMessage) -> Result<()> {
         let outcome = self.provider.complete(&message.receipt).await;
+        if let (Ok(()), Some(security)) = (&outcome, &self.security) {
+            security.completed(message);
+        }
         debug!(messaging.message.id = %message.message_id(), ok = outcome.is_ok(), "complete");
         outcome
     }
@@ -225,7 +320,10 @@ impl QueueClient {
                 "session accepted"
             );
         }
-        Ok(accepted.map(|receiver| ClientSession { receiver }))
+        Ok(accepted.map(|receiver| ClientSession {
+            receiver,
+            security: self.security.clone(),
+        }))
     }
 
     /// Accepts the next session with messages, waiting up to `wait`.
@@ -265,6 +363,7 @@ impl QueueClient {
 #[derive(Debug)]
 pub struct ClientSession {
     receiver: Box<dyn SessionReceiver>,
+    security: Option<Arc<Security>>,
 }
 
 impl ClientSession {
@@ -284,17 +383,29 @@ impl ClientSession {
     }
 
     /// Receives up to `max_messages` of the session's messages, in order, waiting up to `wait`.
+    /// Refused messages are dead-lettered (they never block the session) and not returned.
     pub async fn receive(
         &self,
         max_messages: usize,
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>> {
-        self.receiver.receive(max_messages, wait).await
+        receive_verified(
+            self.security.as_deref(),
+            Settler::Session(self.receiver.as_ref()),
+            self.receiver.queue(),
+            max_messages,
+            wait,
+        )
+        .await
     }
 
-    /// Settles a delivery as done.
+    /// Settles a delivery as done (and remembers it in the replay guard).
     pub async fn complete(&self, message: &ReceivedMessage) -> Result<()> {
-        self.receiver.complete(&message.receipt).await
+        self.receiver.complete(&message.receipt).await?;
+        if let Some(security) = &self.security {
+            security.completed(message);
+        }
+        Ok(())
     }
 
     /// Gives a delivery back: it comes first again (after `delay`, holding the session).
@@ -332,5 +443,128 @@ impl ClientSession {
     /// Releases the session: unsettled messages become available again.
     pub async fn close(&self) -> Result<()> {
         self.receiver.close().await
+    }
+}
+
+/// Where received messages come from and are settled: a queue, or an accepted session.
+#[derive(Clone, Copy)]
+enum Settler<'a> {
+    Queue(&'a dyn QueueProvider),
+    Session(&'a dyn SessionReceiver),
+}
+
+impl Settler<'_> {
+    async fn fetch(
+        self,
+        queue: &QueueName,
+        max_messages: usize,
+        wait: Duration,
+    ) -> Result<Vec<ReceivedMessage>> {
+        match self {
+            Settler::Queue(provider) => {
+                let mut options = ReceiveOptions::new(max_messages, wait);
+                options.sub_queue = SubQueue::Main;
+                provider.receive(queue, options).await
+            }
+            Settler::Session(receiver) => receiver.receive(max_messages, wait).await,
+        }
+    }
+
+    async fn dead_letter(self, receipt: &Receipt, reason: DeadLetterReason) -> Result<()> {
+        match self {
+            Settler::Queue(provider) => provider.dead_letter(receipt, reason).await,
+            Settler::Session(receiver) => receiver.dead_letter(receipt, reason).await,
+        }
+    }
+
+    async fn abandon(self, receipt: &Receipt) -> Result<()> {
+        match self {
+            Settler::Queue(provider) => provider.abandon(receipt, None).await,
+            Settler::Session(receiver) => receiver.abandon(receipt, None).await,
+        }
+    }
+}
+
+/// Receives, and with security judges every message: accepted ones are returned, refused ones
+/// dead-lettered, ones whose keys are unavailable given back. When a whole batch was refused it
+/// receives again (even past the wait, for a bounded number of rounds), so a flood of forgeries
+/// does not look like an empty queue, nor keep the caller waiting forever.
+async fn receive_verified(
+    security: Option<&Security>,
+    settler: Settler<'_>,
+    queue: &QueueName,
+    max_messages: usize,
+    wait: Duration,
+) -> Result<Vec<ReceivedMessage>> {
+    /// Rounds of refused-only batches after the wait has passed, before giving up for now.
+    const ROUNDS_PAST_DEADLINE: u32 = 16;
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut rounds_past_deadline = 0;
+    loop {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let received = settler.fetch(queue, max_messages, remaining).await?;
+        let Some(security) = security else {
+            for _ in &received {
+                security::count_received(queue, false);
+            }
+            return Ok(received);
+        };
+        if received.is_empty() {
+            return Ok(received);
+        }
+        let mut accepted = Vec::with_capacity(received.len());
+        let mut unavailable = None;
+        for message in received {
+            match security.verify(queue, message).await {
+                Verdict::Accept(message) => accepted.push(message),
+                Verdict::Reject(message, refusal) => {
+                    refusal.record(queue, &message);
+                    let reason = DeadLetterReason::new(
+                        refusal.rejection.reason(),
+                        format!(
+                            "queue-runtime refused message {}; the consumer's log has the details",
+                            message.message_id()
+                        ),
+                    );
+                    if let Err(error) = settler.dead_letter(&message.receipt, reason).await {
+                        // Not lost: its lock expires, it is delivered and judged again.
+                        warn!(
+                            messaging.destination.name = %queue,
+                            messaging.message.id = %message.message_id(),
+                            %error,
+                            "could not dead-letter a refused message; it will be redelivered"
+                        );
+                    }
+                }
+                Verdict::Retry(message, error) => {
+                    warn!(
+                        messaging.destination.name = %queue,
+                        messaging.message.id = %message.message_id(),
+                        %error,
+                        "keys unavailable; giving the message back"
+                    );
+                    if let Err(abandon_error) = settler.abandon(&message.receipt).await {
+                        warn!(
+                            messaging.message.id = %message.message_id(),
+                            error = %abandon_error,
+                            "could not give the message back; it will be redelivered when its lock expires"
+                        );
+                    }
+                    unavailable.get_or_insert(error);
+                }
+            }
+        }
+        if !accepted.is_empty() {
+            return Ok(accepted);
+        }
+        if let Some(error) = unavailable {
+            return Err(error);
+        }
+        if remaining.is_zero() {
+            rounds_past_deadline += 1;
+            if rounds_past_deadline >= ROUNDS_PAST_DEADLINE {
+                return Ok(accepted);
+            }
+        }
     }
 }

@@ -6,12 +6,20 @@ compile_error!("queue-runtime needs at least one provider feature: enable `memor
 
 mod client;
 pub mod config;
+pub mod security;
+pub mod webhook;
 
 pub use client::{ClientSession, QueueClient};
 pub use config::{ClientConfig, ConfigError, ProviderConfig, Secret};
 
 /// The provider contract and domain types ([`queue_core`]).
 pub use queue_core as core;
+
+/// The message envelope ([`queue_crypto`]).
+pub use queue_crypto as crypto;
+
+/// Key sources and the key ring ([`queue_keys`]).
+pub use queue_keys as keys;
 
 /// The embedded broker ([`queue_memory`]).
 #[cfg(feature = "memory")]
@@ -21,6 +29,7 @@ pub use queue_memory as memory;
 pub mod prelude {
     pub use crate::client::{ClientSession, QueueClient};
     pub use crate::config::ClientConfig;
+    pub use crate::security::{QueuePolicy, Security, UnsealedPolicy};
     pub use queue_core::{
         DeadLetterReason, ErrorKind, Message, MessageId, QueueError, QueueName, ReceivedMessage,
         Result, SessionId, SessionSelector,

@@ -1,0 +1,535 @@
+//! Transparent sealing and opening: what makes a [`QueueClient`](crate::QueueClient) refuse
+//! everything an attacker on the queue could try.
+//!
+//! - **Send**: the body is sealed (queue-crypto envelope v1) under the primary key, bound to the
+//!   queue name, message id, session id, correlation id, content type and application
+//!   properties; a scheduled message also binds its not-before time.
+//! - **Receive**: the envelope is opened with the context rebuilt from what the transport shows,
+//!   so metadata that differs from what was sealed fails authentication; then freshness (against
+//!   the broker's enqueue time) and the replay guard (envelope ids of completed messages). The
+//!   application gets the plaintext and authenticated metadata only; anything refused is
+//!   dead-lettered with a generic reason, and the details are logged with the message id.
+//!
+//! The threat model and its limits are in `docs/security.md`.
+
+mod policy;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use queue_core::{
+    ErrorKind, Message, QueueError, QueueName, ReceivedMessage, SealInfo, is_reserved_key,
+};
+use queue_crypto::{Clock, Context, CryptoError, Sealer, Suite, SystemClock, looks_sealed};
+use queue_keys::{KeyError, KeyRing, KeySource};
+use tracing::{debug, warn};
+
+pub use policy::{QueuePolicy, UnsealedPolicy};
+
+/// Keys and per-queue policy for a [`QueueClient`](crate::QueueClient).
+///
+/// ```
+/// use std::sync::Arc;
+/// use queue_runtime::security::{QueuePolicy, Security, UnsealedPolicy};
+/// use queue_runtime::keys::{KeyRing, StaticKeys};
+/// use queue_runtime::crypto::{Key, KeyId, KeyMaterial, KeyState, Keyset};
+/// use queue_runtime::core::QueueName;
+///
+/// let keyset = Keyset::new([Key::new(KeyId::new("k1")?, KeyMaterial::generate()?, KeyState::Primary)])?;
+/// let security = Security::new(KeyRing::new(Arc::new(StaticKeys::new(keyset))))
+///     .with_queue_policy(
+///         QueueName::new("legacy-events")?,
+///         QueuePolicy::default().with_seal(false).with_unsealed(UnsealedPolicy::AllowWithAlert),
+///     );
+/// let client = queue_runtime::QueueClient::memory().with_security(security);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Security {
+    keys: Arc<KeyRing>,
+    sealer: Sealer,
+    clock: Arc<dyn Clock>,
+    default_policy: QueuePolicy,
+    policies: HashMap<QueueName, QueuePolicy>,
+    replay: moka::sync::Cache<[u8; 32], ()>,
+    replay_capacity: u64,
+}
+
+impl fmt::Debug for Security {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Security")
+            .field("keys", &self.keys)
+            .field("suite", &self.sealer.suite())
+            .field("default_policy", &self.default_policy)
+            .field("policies", &self.policies)
+            .field("replay_capacity", &self.replay_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many completed envelope ids the replay guard remembers by default.
+pub const DEFAULT_REPLAY_CAPACITY: u64 = 100_000;
+
+impl Security {
+    /// Sealing and opening with the keys of `keys`, the default policy on every queue.
+    pub fn new(keys: impl Into<Arc<KeyRing>>) -> Self {
+        let default_policy = QueuePolicy::default();
+        Security {
+            keys: keys.into(),
+            sealer: Sealer::new(),
+            clock: Arc::new(SystemClock),
+            replay: replay_cache(DEFAULT_REPLAY_CAPACITY, default_policy.replay_horizon()),
+            replay_capacity: DEFAULT_REPLAY_CAPACITY,
+            default_policy,
+            policies: HashMap::new(),
+        }
+    }
+
+    /// Keys from any [`KeySource`], behind a [`KeyRing`] with its default caching.
+    pub fn from_source(source: Arc<dyn KeySource>) -> Self {
+        Self::new(KeyRing::new(source))
+    }
+
+    /// The policy of queues without their own.
+    #[must_use]
+    pub fn with_default_policy(mut self, policy: QueuePolicy) -> Self {
+        self.default_policy = policy;
+        self.rebuild_replay_cache()
+    }
+
+    /// The policy of one queue.
+    #[must_use]
+    pub fn with_queue_policy(mut self, queue: QueueName, policy: QueuePolicy) -> Self {
+        self.policies.insert(queue, policy);
+        self.rebuild_replay_cache()
+    }
+
+    /// How many completed envelope ids to remember (default [`DEFAULT_REPLAY_CAPACITY`]).
+    /// Size it above the number of messages completed per freshness window.
+    #[must_use]
+    pub fn with_replay_capacity(mut self, capacity: u64) -> Self {
+        self.replay_capacity = capacity;
+        self.rebuild_replay_cache()
+    }
+
+    /// The AEAD suite new envelopes use (default AES-256-GCM).
+    #[must_use]
+    pub fn with_suite(mut self, suite: Suite) -> Self {
+        self.sealer = self.sealer.with_suite(suite);
+        self
+    }
+
+    /// The clock that stamps envelopes and judges not-before times (default: the system
+    /// clock). Tests that drive time inject one that follows it.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.sealer = self.sealer.with_clock(Arc::clone(&clock));
+        self.clock = clock;
+        self
+    }
+
+    /// The key ring.
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
+    }
+
+    /// The policy that applies to `queue`.
+    pub fn policy(&self, queue: &QueueName) -> &QueuePolicy {
+        self.policies.get(queue).unwrap_or(&self.default_policy)
+    }
+
+    fn rebuild_replay_cache(mut self) -> Self {
+        let horizon = self
+            .policies
+            .values()
+            .chain([&self.default_policy])
+            .map(QueuePolicy::replay_horizon)
+            .max()
+            .unwrap_or_default();
+        self.replay = replay_cache(self.replay_capacity, horizon);
+        self
+    }
+
+    /// Seals `message` for `queue` if the queue's policy says so.
+    pub(crate) async fn seal(
+        &self,
+        queue: &QueueName,
+        mut message: Message,
+    ) -> Result<Message, QueueError> {
+        let policy = self.policy(queue);
+        metrics::gauge!("queue_crypto_enabled", "queue" => queue.to_string()).set(if policy.seal {
+            1.0
+        } else {
+            0.0
+        });
+        if !policy.seal {
+            count_sent(queue, false);
+            return Ok(message);
+        }
+        let keyset = self
+            .keys
+            .keyset()
+            .await
+            .map_err(|error| key_error(&error))?;
+        let context = context_of(queue, &message);
+        let started = Instant::now();
+        let sealed = match message.scheduled_enqueue_time() {
+            Some(not_before) => {
+                self.sealer
+                    .seal_not_before(&keyset, message.body(), &context, not_before)
+            }
+            None => self.sealer.seal(&keyset, message.body(), &context),
+        }
+        .map_err(|error| crypto_error(&error))?;
+        metrics::histogram!("queue_crypto_seal_duration_seconds", "queue" => queue.to_string())
+            .record(started.elapsed().as_secs_f64());
+        debug!(
+            messaging.destination.name = %queue,
+            messaging.message.id = %message.message_id(),
+            key_id = keyset.primary().map(|key| key.id().as_str()).unwrap_or(""),
+            "sealed"
+        );
+        message.set_body(sealed);
+        count_sent(queue, true);
+        Ok(message)
+    }
+
+    /// Judges one received message: opened and authenticated, refused, or to be retried (the
+    /// key source is unavailable).
+    pub(crate) async fn verify(&self, queue: &QueueName, mut received: ReceivedMessage) -> Verdict {
+        let policy = *self.policy(queue);
+        let message_id = received.message_id().clone();
+        if !looks_sealed(received.body()) {
+            return match policy.unsealed {
+                UnsealedPolicy::Reject => Verdict::Reject(
+                    received,
+                    Refusal::new(
+                        Rejection::Unsealed,
+                        "unsealed",
+                        "the body is not an envelope",
+                    ),
+                ),
+                UnsealedPolicy::Allow => {
+                    count_received(queue, false);
+                    Verdict::Accept(received)
+                }
+                UnsealedPolicy::AllowWithAlert => {
+                    warn!(
+                        messaging.destination.name = %queue,
+                        messaging.message.id = %message_id,
+                        "unsealed message accepted by policy (allow_with_alert)"
+                    );
+                    count_crypto_error(queue, "unsealed");
+                    count_received(queue, false);
+                    Verdict::Accept(received)
+                }
+            };
+        }
+        let context = context_of(queue, &received.message);
+        let started = Instant::now();
+        let opened = match self.keys.open(received.body(), &context).await {
+            Ok(opened) => opened,
+            Err(error) => {
+                return match refusal_of(&error) {
+                    Some(refusal) => Verdict::Reject(received, refusal),
+                    None => Verdict::Retry(received, key_error(&error)),
+                };
+            }
+        };
+        metrics::histogram!("queue_crypto_open_duration_seconds", "queue" => queue.to_string())
+            .record(started.elapsed().as_secs_f64());
+
+        // Freshness, against the broker's clock: when did the broker take this copy?
+        let enqueued_at = received.enqueued_at();
+        let sealed_at = opened.sealed_at();
+        let valid_from = opened
+            .not_before()
+            .map_or(sealed_at, |at| at.max(sealed_at));
+        let stale = |detail: &'static str, error_type: &'static str| {
+            Refusal::new(Rejection::Stale, error_type, detail)
+        };
+        let refusal = if enqueued_at + policy.clock_skew < sealed_at {
+            Some(stale(
+                "the broker enqueued it before it was sealed",
+                "sealed_in_future",
+            ))
+        } else if enqueued_at > valid_from + policy.freshness_window + policy.clock_skew {
+            Some(stale(
+                "the broker enqueued it after the freshness window",
+                "stale",
+            ))
+        } else if opened
+            .not_before()
+            .is_some_and(|not_before| self.clock.now() + policy.clock_skew < not_before)
+        {
+            Some(stale(
+                "delivered before its authenticated not-before time",
+                "early",
+            ))
+        } else if self.replay.contains_key(opened.envelope_id()) {
+            Some(Refusal::new(
+                Rejection::Replay,
+                "replay",
+                "a copy of a completed message",
+            ))
+        } else {
+            None
+        };
+        if let Some(mut refusal) = refusal {
+            refusal.key_id = Some(opened.key_id().to_string());
+            return Verdict::Reject(received, refusal);
+        }
+
+        let seal = SealInfo::new(
+            opened.key_id().as_str(),
+            *opened.envelope_id(),
+            sealed_at,
+            opened.not_before(),
+        );
+        debug!(
+            messaging.destination.name = %queue,
+            messaging.message.id = %message_id,
+            key_id = %opened.key_id(),
+            delivery_count = received.delivery_count(),
+            "opened"
+        );
+        // Only what was authenticated reaches the application.
+        received
+            .message
+            .set_body(Bytes::from(opened.into_plaintext()));
+        strip_reserved(&mut received.message);
+        received.delivery.seal = Some(seal);
+        count_received(queue, true);
+        Verdict::Accept(received)
+    }
+
+    /// Opens what opens, for reading dead letters and peeking: no freshness or replay check (the
+    /// messages are being inspected, not processed), nothing refused. What does not open is
+    /// returned as it sits in the queue, with `delivery.seal == None`.
+    pub(crate) async fn inspect(
+        &self,
+        queue: &QueueName,
+        message: &mut Message,
+        delivery: &mut queue_core::DeliveryInfo,
+    ) {
+        if !looks_sealed(message.body()) {
+            return;
+        }
+        let context = context_of(queue, message);
+        if let Ok(opened) = self.keys.open(message.body(), &context).await {
+            delivery.seal = Some(SealInfo::new(
+                opened.key_id().as_str(),
+                *opened.envelope_id(),
+                opened.sealed_at(),
+                opened.not_before(),
+            ));
+            message.set_body(Bytes::from(opened.into_plaintext()));
+            strip_reserved(message);
+        }
+    }
+
+    /// Remembers a completed message, so copies of it are refused.
+    pub(crate) fn completed(&self, received: &ReceivedMessage) {
+        if let Some(seal) = &received.delivery.seal {
+            self.replay.insert(seal.envelope_id, ());
+        }
+    }
+}
+
+/// What became of one received message.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Hand it to the application.
+    Accept(ReceivedMessage),
+    /// Dead-letter it.
+    Reject(ReceivedMessage, Refusal),
+    /// Give it back: the keys could not be had now.
+    Retry(ReceivedMessage, QueueError),
+}
+
+/// The generic classes of refusal: the dead-letter reason shows only these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// An unsealed message on a queue whose policy is `Reject`.
+    Unsealed,
+    /// The envelope did not authenticate: tampered, forged, malformed, moved to another queue or
+    /// session, or its metadata changed.
+    Authentication,
+    /// The key it names is unknown, retired or expired.
+    Key,
+    /// A copy of a message already completed.
+    Replay,
+    /// Enqueued outside its freshness window, or delivered before its not-before time.
+    Stale,
+}
+
+impl Rejection {
+    /// The dead-letter reason: `rejected: authentication`, `rejected: replay`, ...
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Rejection::Unsealed => "rejected: unsealed",
+            Rejection::Authentication => "rejected: authentication",
+            Rejection::Key => "rejected: key",
+            Rejection::Replay => "rejected: replay",
+            Rejection::Stale => "rejected: stale",
+        }
+    }
+}
+
+/// One refusal: its class (public, in the dead-letter reason), and the details that go to the
+/// log and the metric label only.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    pub(crate) rejection: Rejection,
+    pub(crate) error_type: &'static str,
+    pub(crate) detail: &'static str,
+    pub(crate) key_id: Option<String>,
+}
+
+impl Refusal {
+    fn new(rejection: Rejection, error_type: &'static str, detail: &'static str) -> Self {
+        Refusal {
+            rejection,
+            error_type,
+            detail,
+            key_id: None,
+        }
+    }
+
+    /// Logs and counts the refusal of `received` from `queue`.
+    pub(crate) fn record(&self, queue: &QueueName, received: &ReceivedMessage) {
+        warn!(
+            messaging.destination.name = %queue,
+            messaging.message.id = %received.message_id(),
+            delivery_count = received.delivery_count(),
+            key_id = self.key_id.as_deref().unwrap_or(""),
+            error_type = self.error_type,
+            detail = self.detail,
+            reason = self.rejection.reason(),
+            "message refused; dead-lettering it"
+        );
+        count_crypto_error(queue, self.error_type);
+    }
+}
+
+/// The refusal an open error means, or `None` when it is not the message's fault (the key
+/// source is unavailable or holds an invalid keyset): then the message is retried.
+fn refusal_of(error: &KeyError) -> Option<Refusal> {
+    let (rejection, error_type, detail) = match error {
+        KeyError::UnknownKeyId(_) => (Rejection::Key, "unknown_key", "no key has its key id"),
+        KeyError::Crypto(CryptoError::RetiredKey(_)) => {
+            (Rejection::Key, "retired_key", "sealed under a retired key")
+        }
+        KeyError::Crypto(CryptoError::KeyExpired(_)) => (
+            Rejection::Key,
+            "expired_key",
+            "sealed after its key's not_after",
+        ),
+        KeyError::Crypto(CryptoError::DecryptFailed) => (
+            Rejection::Authentication,
+            "authentication",
+            "authentication failed: tampered, forged, moved, or metadata changed",
+        ),
+        KeyError::Crypto(_) => (
+            Rejection::Authentication,
+            "malformed",
+            "not a valid envelope (format, version or suite)",
+        ),
+        _ => return None,
+    };
+    let mut refusal = Refusal::new(rejection, error_type, detail);
+    if let KeyError::UnknownKeyId(id)
+    | KeyError::Crypto(CryptoError::RetiredKey(id) | CryptoError::KeyExpired(id)) = error
+    {
+        refusal.key_id = Some(id.clone());
+    }
+    Some(refusal)
+}
+
+/// The context a message is sealed under and opened with: the queue and every metadata field
+/// the application sets. Properties reserved for queue-runtime are transport details and left
+/// out (the application cannot set them, and they are removed before it sees a message).
+fn context_of(queue: &QueueName, message: &Message) -> Context {
+    let mut context = Context::new(queue.as_str()).with_message_id(message.message_id().as_str());
+    if let Some(session_id) = message.session_id() {
+        context = context.with_session_id(session_id.as_str());
+    }
+    if let Some(correlation_id) = message.correlation_id() {
+        context = context.with_correlation_id(correlation_id);
+    }
+    if let Some(content_type) = message.content_type() {
+        context = context.with_content_type(content_type);
+    }
+    context.with_properties(
+        message
+            .properties()
+            .iter()
+            .filter(|(key, _)| !is_reserved_key(key)),
+    )
+}
+
+fn strip_reserved(message: &mut Message) {
+    let reserved: Vec<String> = message
+        .properties()
+        .iter()
+        .filter(|(key, _)| is_reserved_key(key))
+        .map(|(key, _)| key.to_owned())
+        .collect();
+    for key in reserved {
+        message.properties_mut().remove(&key);
+    }
+}
+
+fn replay_cache(capacity: u64, horizon: Duration) -> moka::sync::Cache<[u8; 32], ()> {
+    moka::sync::Cache::builder()
+        .max_capacity(capacity)
+        .time_to_live(horizon.max(Duration::from_secs(1)))
+        .build()
+}
+
+/// A key-source problem as a queue error: transient when the source was unreachable.
+fn key_error(error: &KeyError) -> QueueError {
+    match error {
+        KeyError::Crypto(crypto) => crypto_error(crypto),
+        KeyError::Unavailable { .. } => {
+            QueueError::new(ErrorKind::ServiceUnavailable, error.to_string())
+        }
+        _ => QueueError::new(ErrorKind::Crypto, error.to_string()),
+    }
+}
+
+fn crypto_error(error: &CryptoError) -> QueueError {
+    match error {
+        CryptoError::TooLarge { size, max, .. } => QueueError::message_too_large(*size, *max),
+        _ => QueueError::new(ErrorKind::Crypto, error.to_string()),
+    }
+}
+
+pub(crate) fn count_sent(queue: &QueueName, encrypted: bool) {
+    metrics::counter!(
+        "queue_messages_sent_total",
+        "queue" => queue.to_string(),
+        "encrypted" => if encrypted { "true" } else { "false" }
+    )
+    .increment(1);
+}
+
+pub(crate) fn count_received(queue: &QueueName, encrypted: bool) {
+    metrics::counter!(
+        "queue_messages_received_total",
+        "queue" => queue.to_string(),
+        "encrypted" => if encrypted { "true" } else { "false" }
+    )
+    .increment(1);
+}
+
+fn count_crypto_error(queue: &QueueName, error_type: &'static str) {
+    metrics::counter!(
+        "queue_crypto_errors_total",
+        "queue" => queue.to_string(),
+        "error_type" => error_type
+    )
+    .increment(1);
+}

@@ -1,0 +1,85 @@
+//! Per-queue security policy.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// What the client does with a message that arrives unsealed on a queue whose keys are
+/// configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnsealedPolicy {
+    /// Refuse it: dead-letter it as `rejected: unsealed`. The default.
+    #[default]
+    Reject,
+    /// Hand it to the application as it is (a queue shared with senders that do not seal).
+    Allow,
+    /// Hand it over, and log a warning and count `queue_crypto_errors_total{error_type="unsealed"}`
+    /// for each one (the step before `Reject` when migrating a queue to sealing).
+    AllowWithAlert,
+}
+
+/// The security policy of one queue. Secure by default: seal on send, refuse unsealed messages,
+/// a 5-minute freshness window with 1 minute of clock skew tolerated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueuePolicy {
+    /// Seal messages sent to this queue.
+    pub seal: bool,
+    /// What to do with unsealed messages received from it.
+    pub unsealed: UnsealedPolicy,
+    /// A sealed message is refused when the broker enqueued it later than this after it was
+    /// sealed (or after its not-before time, for a scheduled message). The broker's enqueue time
+    /// is the reference, not the time of processing: a backlog or redeliveries do not age a
+    /// message; re-sending its bytes later does.
+    pub freshness_window: Duration,
+    /// How far the sender's, the broker's and this process's clocks may disagree.
+    pub clock_skew: Duration,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        QueuePolicy {
+            seal: true,
+            unsealed: UnsealedPolicy::Reject,
+            freshness_window: Duration::from_secs(5 * 60),
+            clock_skew: Duration::from_secs(60),
+        }
+    }
+}
+
+impl QueuePolicy {
+    /// Sets [`seal`](Self::seal).
+    #[must_use]
+    pub fn with_seal(mut self, seal: bool) -> Self {
+        self.seal = seal;
+        self
+    }
+
+    /// Sets [`unsealed`](Self::unsealed).
+    #[must_use]
+    pub fn with_unsealed(mut self, unsealed: UnsealedPolicy) -> Self {
+        self.unsealed = unsealed;
+        self
+    }
+
+    /// Sets [`freshness_window`](Self::freshness_window).
+    #[must_use]
+    pub fn with_freshness_window(mut self, window: Duration) -> Self {
+        self.freshness_window = window;
+        self
+    }
+
+    /// Sets [`clock_skew`](Self::clock_skew).
+    #[must_use]
+    pub fn with_clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
+    /// How long a completed envelope id must be remembered for this queue.
+    pub(crate) fn replay_horizon(&self) -> Duration {
+        self.freshness_window
+            .saturating_add(self.clock_skew.saturating_mul(2))
+    }
+}
