@@ -1,0 +1,169 @@
+//! No key material and no connection-string secret in any log line or `Debug` output, across a
+//! full run: sealing, opening, rotation, refusals, a broken key file, webhook verification.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use queue_runtime::config::Secret;
+use queue_runtime::core::QueueProvider;
+use queue_runtime::crypto::KeyId;
+use queue_runtime::keys::{FileKeys, KeyRing, KeyRingOptions, KeysetDocument};
+use queue_runtime::prelude::*;
+use queue_runtime::webhook::{WebhookSecret, sign_github_payload, verify_github_signature};
+use support::*;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every printable form a 32-byte key (or any secret) could take in a log.
+fn forms(secret: &[u8]) -> Vec<String> {
+    let mut forms = vec![
+        hex::encode(secret),
+        hex::encode_upper(secret),
+        STANDARD.encode(secret),
+        STANDARD_NO_PAD.encode(secret),
+        URL_SAFE.encode(secret),
+        URL_SAFE_NO_PAD.encode(secret),
+        format!("{secret:?}"),
+    ];
+    if let Ok(text) = std::str::from_utf8(secret) {
+        forms.push(text.to_owned());
+    }
+    // Long enough to be a leak, short enough to catch a truncated print.
+    forms
+        .into_iter()
+        .map(|form| form[..form.len().min(24)].to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_logs_or_debug_output() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    )
+    .unwrap();
+
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("keys.json");
+    let mut document = KeysetDocument::generate(KeyId::new("k-old").unwrap()).unwrap();
+    document.write_file(&path).unwrap();
+    let ring = Arc::new(KeyRing::with_options(
+        Arc::new(FileKeys::new(&path)),
+        KeyRingOptions::default().with_refresh_interval(Duration::from_millis(50)),
+    ));
+    let broker = broker();
+    let client = client_with(&broker, Security::new(Arc::clone(&ring)));
+    let events = queue("events");
+
+    // Sealed round trip, rotation, a broken key file (last good keyset kept), refusals.
+    client.send(&events, Message::new("first")).await.unwrap();
+    document
+        .add_generated(KeyId::new("k-new").unwrap())
+        .unwrap();
+    document.promote("k-new").unwrap();
+    document.write_file(&path).unwrap();
+    ring.refresh().await.unwrap();
+    client.send(&events, Message::new("second")).await.unwrap();
+    let copy = raw_messages(&broker, "events").await.remove(0);
+    assert_eq!(drain(&client, "events").await.len(), 2);
+    broker.send(&events, copy.clone()).await.unwrap(); // replay
+    let mut tampered = copy.body().to_vec();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    broker
+        .send(&events, copy.to_builder().body(tampered).build().unwrap())
+        .await
+        .unwrap();
+    broker
+        .send(&events, Message::new("unsealed"))
+        .await
+        .unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "{{\"version\": \"{}\"",
+            STANDARD.encode(document.keyset().primary().unwrap().material().expose())
+        ),
+    )
+    .unwrap();
+    ring.refresh().await.unwrap();
+    assert!(drain(&client, "events").await.is_empty());
+    assert_eq!(dead_letter_reasons(&broker, "events").await.len(), 3);
+    let invalid =
+        KeysetDocument::parse(std::fs::read(&path).unwrap().as_slice(), "file").unwrap_err();
+
+    // Webhooks and configuration secrets.
+    let webhook_secret = b"webhook-secret-value-0123456789abcdef".to_vec();
+    let webhook = WebhookSecret::new(webhook_secret.clone());
+    let header = sign_github_payload(&webhook, b"{}");
+    verify_github_signature(&webhook, b"{}", Some(&header)).unwrap();
+    let connection_secret = "SharedAccessKey=c2VjcmV0LWNvbm5lY3Rpb24ta2V5LXZhbHVlCg==";
+    let connection = Secret::new(format!(
+        "Endpoint=sb://example.servicebus.windows.net/;SharedAccessKeyName=app;{connection_secret}"
+    ));
+
+    let debug_output = format!(
+        "{client:?}\n{ring:?}\n{document:?}\n{:?}\n{webhook:?}\n{connection:?}\n{connection}\n{invalid}\n{invalid:?}\n{:?}",
+        document.keyset(),
+        client.security(),
+    );
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("message refused"),
+        "the run logged its refusals"
+    );
+    assert!(logs.contains("keyset loaded"), "the run logged key loading");
+    assert!(
+        logs.contains("keeping the last good keyset"),
+        "the run logged the broken file"
+    );
+
+    let mut secrets: Vec<Vec<u8>> = document
+        .keys()
+        .map(|key| key.material().expose().to_vec())
+        .collect();
+    secrets.push(webhook_secret);
+    secrets.push(connection_secret.as_bytes().to_vec());
+    for secret in &secrets {
+        for form in forms(secret) {
+            assert!(
+                !logs.contains(&form),
+                "a secret appears in the logs as {form}"
+            );
+            assert!(
+                !debug_output.contains(&form),
+                "a secret appears in Debug output as {form}"
+            );
+        }
+    }
+    // And the bodies never appear in the logs either.
+    for body in ["first", "second"] {
+        assert!(
+            !logs.contains(&format!("\"{body}\"")),
+            "a body appears in the logs"
+        );
+    }
+}
