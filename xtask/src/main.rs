@@ -23,7 +23,7 @@ cargo xtask <command>
   fmt [--check]           format the workspace (or only check it)
   clippy                  clippy on every package, all targets, warnings denied
   test                    every test of the workspace, then the doctests
-  quickstart              run the quickstart example
+  quickstart              run the quickstart and github_bot examples
   doc                     build the docs with warnings denied
   deny                    cargo deny: licenses, bans, sources, advisories (offline snapshot)
   conformance --provider memory
@@ -243,7 +243,9 @@ fn test(root: &Path) -> Result<()> {
 }
 
 fn quickstart(root: &Path) -> Result<()> {
-    cargo(root, &["run", "--example", "quickstart"], &[])
+    cargo(root, &["run", "--example", "quickstart"], &[])?;
+    // The secure path end to end: webhook check, sealing, sessions, refused attacks.
+    cargo(root, &["run", "--example", "github_bot"], &[])
 }
 
 fn doc(root: &Path) -> Result<()> {
