@@ -84,6 +84,14 @@ impl KeySource for EnvKeys {
     }
 
     async fn fetch(&self) -> Result<Arc<Keyset>> {
+        self.read().map(Arc::new)
+    }
+}
+
+impl EnvKeys {
+    /// Reads and parses the variable now (what [`fetch`](KeySource::fetch) does), for checking
+    /// a configuration at startup.
+    pub fn read(&self) -> Result<Keyset> {
         let value = Zeroizing::new(std::env::var(&self.variable).map_err(|error| {
             KeyError::Unavailable {
                 source_name: self.name(),
@@ -99,9 +107,7 @@ impl KeySource for EnvKeys {
                 reason: "the value is neither a JSON keyset nor base64".to_owned(),
             })?)
         };
-        Ok(Arc::new(
-            KeysetDocument::parse(&json, &self.name())?.into_keyset(),
-        ))
+        Ok(KeysetDocument::parse(&json, &self.name())?.into_keyset())
     }
 }
 

@@ -92,7 +92,11 @@ impl QueueClient {
                     }
                     broker.create_queue(&queue.name, options)?;
                 }
-                Ok(QueueClient::new(Arc::new(broker)))
+                let client = QueueClient::new(Arc::new(broker));
+                match &config.security {
+                    Some(security) => Ok(client.with_security(security.build()?)),
+                    None => Ok(client),
+                }
             }
         }
     }

@@ -15,6 +15,22 @@
 //! sessions = true
 //! lock_duration = "5s"
 //! max_delivery_count = 3
+//!
+//! # Keys make the client seal and open (see `docs/security.md`); the policy below is the
+//! # default, secure one and may be left out.
+//! [security]
+//! key_file = "/etc/queue-runtime/keys.json"   # or: key_env = "QUEUE_RUNTIME_KEYS"
+//! refresh_interval = "30s"
+//! replay_capacity = 100000
+//! seal = true
+//! unsealed = "reject"                         # or "allow", "allow_with_alert"
+//! freshness_window = "5m"
+//! clock_skew = "1m"
+//!
+//! [[security.queues]]                         # a queue with its own policy
+//! name = "legacy-events"
+//! seal = false
+//! unsealed = "allow_with_alert"
 //! ```
 //!
 //! Environment variables (they override the file):
@@ -27,15 +43,25 @@
 //! | `QUEUE_RUNTIME_MEMORY_AUTO_CREATE_QUEUES` | memory: `true` or `false` |
 //! | `QUEUE_RUNTIME_MEMORY_LOCK_DURATION` | memory: default lock, e.g. `30s` |
 //! | `QUEUE_RUNTIME_MEMORY_MAX_DELIVERY_COUNT` | memory: default delivery limit |
+//! | `QUEUE_RUNTIME_KEY_FILE` | security: path of a keyset file |
+//! | `QUEUE_RUNTIME_KEY_ENV` | security: name of the variable holding a base64 keyset |
+//!
+//! A configured key source is read once when the client is built, so a missing file or a
+//! malformed keyset is a configuration error at startup, not a failure at the first message.
 //!
 //! Validation reports every invalid field with its path, not only the first.
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use queue_keys::{EnvKeys, FileKeys, KeyRing, KeyRingOptions, KeySource, KeysetDocument};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+
+use crate::security::{QueuePolicy, Security, UnsealedPolicy};
 
 /// The providers this library knows, and the cargo feature that brings each in.
 const PROVIDERS: &[(&str, &str)] = &[("memory", "memory"), ("sqs", "sqs"), ("azure", "azure")];
@@ -46,6 +72,73 @@ const PROVIDERS: &[(&str, &str)] = &[("memory", "memory"), ("sqs", "sqs"), ("azu
 pub struct ClientConfig {
     /// Which provider, with its settings.
     pub provider: ProviderConfig,
+    /// Keys and policies; `None` sends and receives unsealed.
+    pub security: Option<SecuritySettings>,
+}
+
+/// Where the keys come from, how they are cached, and the queues' policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SecuritySettings {
+    /// The key source.
+    pub keys: KeySourceSettings,
+    /// How often the key source is read again.
+    pub refresh_interval: Duration,
+    /// How many completed envelope ids the replay guard remembers.
+    pub replay_capacity: u64,
+    /// The policy of queues without their own.
+    pub default_policy: QueuePolicy,
+    /// Queues with their own policy.
+    pub queues: Vec<(queue_core::QueueName, QueuePolicy)>,
+}
+
+/// A configured key source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeySourceSettings {
+    /// A keyset file, read again every refresh interval.
+    File(std::path::PathBuf),
+    /// An environment variable holding a base64 (or plain) JSON keyset.
+    Env(String),
+}
+
+impl SecuritySettings {
+    /// Keys from `keys`, default caching, the default (secure) policy everywhere.
+    pub fn new(keys: KeySourceSettings) -> Self {
+        SecuritySettings {
+            keys,
+            refresh_interval: KeyRingOptions::default().refresh_interval,
+            replay_capacity: crate::security::DEFAULT_REPLAY_CAPACITY,
+            default_policy: QueuePolicy::default(),
+            queues: Vec::new(),
+        }
+    }
+
+    /// Checks that the source holds a valid keyset now, and builds the client's [`Security`].
+    pub fn build(&self) -> Result<Security, ConfigError> {
+        let (source, path): (Arc<dyn KeySource>, &str) = match &self.keys {
+            KeySourceSettings::File(file) => (Arc::new(FileKeys::new(file)), "security.key_file"),
+            KeySourceSettings::Env(variable) => {
+                (Arc::new(EnvKeys::new(variable)), "security.key_env")
+            }
+        };
+        let checked = match &self.keys {
+            KeySourceSettings::File(file) => KeysetDocument::read_file(file).map(|_| ()),
+            KeySourceSettings::Env(variable) => EnvKeys::new(variable).read().map(|_| ()),
+        };
+        checked.map_err(|error| ConfigError::single(path, error.to_string()))?;
+        let ring = KeyRing::with_options(
+            source,
+            KeyRingOptions::default().with_refresh_interval(self.refresh_interval),
+        );
+        let mut security = Security::new(ring)
+            .with_default_policy(self.default_policy)
+            .with_replay_capacity(self.replay_capacity);
+        for (queue, policy) in &self.queues {
+            security = security.with_queue_policy(queue.clone(), *policy);
+        }
+        Ok(security)
+    }
 }
 
 /// The provider and its settings.
@@ -191,6 +284,38 @@ impl fmt::Display for Secret {
 struct RawConfig {
     provider: Option<String>,
     memory: Option<RawMemory>,
+    security: Option<RawSecurity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    key_file: Option<String>,
+    key_env: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    refresh_interval: Option<Duration>,
+    replay_capacity: Option<u64>,
+    // The default policy's fields (serde's `flatten` would defeat `deny_unknown_fields`).
+    seal: Option<bool>,
+    unsealed: Option<UnsealedPolicy>,
+    #[serde(default, with = "humantime_serde")]
+    freshness_window: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    clock_skew: Option<Duration>,
+    #[serde(default)]
+    queues: Vec<RawQueuePolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueuePolicy {
+    name: String,
+    seal: Option<bool>,
+    unsealed: Option<UnsealedPolicy>,
+    #[serde(default, with = "humantime_serde")]
+    freshness_window: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    clock_skew: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,6 +352,7 @@ impl ClientConfig {
     pub fn memory(settings: MemorySettings) -> Self {
         ClientConfig {
             provider: ProviderConfig::Memory(settings),
+            security: None,
         }
     }
 
@@ -316,6 +442,16 @@ impl ClientConfig {
                 )),
             }
         }
+        if let Some(path) = var("QUEUE_RUNTIME_KEY_FILE") {
+            raw.security
+                .get_or_insert_with(RawSecurity::default)
+                .key_file = Some(path);
+        }
+        if let Some(variable) = var("QUEUE_RUNTIME_KEY_ENV") {
+            raw.security
+                .get_or_insert_with(RawSecurity::default)
+                .key_env = Some(variable);
+        }
         match validate(raw) {
             Ok(config) if problems.is_empty() => Ok(config),
             Ok(_) => Err(ConfigError { problems }),
@@ -364,10 +500,123 @@ fn validate(raw: RawConfig) -> Result<ClientConfig, ConfigError> {
             None
         }
     };
+    let security = raw
+        .security
+        .and_then(|security| validate_security(security, &mut problems));
     match built {
-        Some(provider) if problems.is_empty() => Ok(ClientConfig { provider }),
+        Some(provider) if problems.is_empty() => Ok(ClientConfig { provider, security }),
         _ => Err(ConfigError { problems }),
     }
+}
+
+fn validate_security(
+    raw: RawSecurity,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<SecuritySettings> {
+    let keys = match (raw.key_file, raw.key_env) {
+        (Some(file), None) => Some(KeySourceSettings::File(file.into())),
+        (None, Some(variable)) => Some(KeySourceSettings::Env(variable)),
+        (Some(_), Some(_)) => {
+            problems.push(problem("security", "set key_file or key_env, not both"));
+            None
+        }
+        (None, None) => {
+            problems.push(problem(
+                "security",
+                "needs a key source: key_file or key_env",
+            ));
+            None
+        }
+    };
+    let mut settings = SecuritySettings::new(
+        keys.clone()
+            .unwrap_or(KeySourceSettings::Env(String::new())),
+    );
+    if let Some(interval) = raw.refresh_interval {
+        if interval < Duration::from_millis(100) {
+            problems.push(problem(
+                "security.refresh_interval",
+                "must be at least 100ms",
+            ));
+        }
+        settings.refresh_interval = interval;
+    }
+    if let Some(capacity) = raw.replay_capacity {
+        if capacity == 0 {
+            problems.push(problem("security.replay_capacity", "must be at least 1"));
+        }
+        settings.replay_capacity = capacity;
+    }
+    settings.default_policy = policy_from(
+        QueuePolicy::default(),
+        raw.seal,
+        raw.unsealed,
+        raw.freshness_window,
+        raw.clock_skew,
+        "security",
+        problems,
+    );
+    let mut seen = std::collections::HashSet::new();
+    for (index, queue) in raw.queues.into_iter().enumerate() {
+        let path = format!("security.queues[{index}]");
+        if !seen.insert(queue.name.clone()) {
+            problems.push(problem(
+                format!("{path}.name"),
+                format!("queue {:?} is listed twice", queue.name),
+            ));
+        }
+        let policy = policy_from(
+            settings.default_policy,
+            queue.seal,
+            queue.unsealed,
+            queue.freshness_window,
+            queue.clock_skew,
+            &path,
+            problems,
+        );
+        match queue_core::QueueName::new(&queue.name) {
+            Ok(name) => settings.queues.push((name, policy)),
+            Err(error) => {
+                problems.push(problem(format!("{path}.name"), error.message().to_owned()))
+            }
+        }
+    }
+    keys.map(|_| settings)
+}
+
+/// A queue policy: `base` with the fields that are set, checked.
+fn policy_from(
+    base: QueuePolicy,
+    seal: Option<bool>,
+    unsealed: Option<UnsealedPolicy>,
+    freshness_window: Option<Duration>,
+    clock_skew: Option<Duration>,
+    path: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> QueuePolicy {
+    let mut policy = base;
+    if let Some(seal) = seal {
+        policy = policy.with_seal(seal);
+    }
+    if let Some(unsealed) = unsealed {
+        policy = policy.with_unsealed(unsealed);
+    }
+    if let Some(window) = freshness_window {
+        if window < Duration::from_secs(1) {
+            problems.push(problem(
+                format!("{path}.freshness_window"),
+                "must be at least 1s",
+            ));
+        }
+        policy = policy.with_freshness_window(window);
+    }
+    if let Some(skew) = clock_skew {
+        if skew > Duration::from_secs(3600) {
+            problems.push(problem(format!("{path}.clock_skew"), "must be at most 1h"));
+        }
+        policy = policy.with_clock_skew(skew);
+    }
+    policy
 }
 
 #[cfg(feature = "memory")]
@@ -486,6 +735,107 @@ mod tests {
         assert!(queue.sessions && queue.dead_letter_on_expiration);
         assert_eq!(queue.default_time_to_live, Some(Duration::from_secs(3600)));
         assert_eq!(queue.capacity, Some(500));
+    }
+
+    #[test]
+    fn security_settings_parse_with_per_queue_policies() {
+        let directory = std::env::temp_dir().join(format!("qr-config-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let key_file = directory.join("keys.json");
+        let _ = std::fs::remove_file(&key_file);
+        queue_keys::generate_keyset_file(&key_file, queue_crypto::KeyId::new("k1").unwrap())
+            .unwrap();
+        let config = ClientConfig::from_toml_str(&format!(
+            r#"
+            [security]
+            key_file = "{}"
+            refresh_interval = "10s"
+            freshness_window = "2m"
+            [[security.queues]]
+            name = "legacy"
+            seal = false
+            unsealed = "allow_with_alert"
+            "#,
+            key_file.display()
+        ))
+        .unwrap();
+        let security = config.security.clone().unwrap();
+        assert_eq!(security.keys, KeySourceSettings::File(key_file.clone()));
+        assert_eq!(security.refresh_interval, Duration::from_secs(10));
+        assert_eq!(
+            security.default_policy.freshness_window,
+            Duration::from_secs(120)
+        );
+        assert!(security.default_policy.seal);
+        let (name, legacy) = &security.queues[0];
+        assert_eq!(name.as_str(), "legacy");
+        assert!(!legacy.seal);
+        assert_eq!(legacy.unsealed, UnsealedPolicy::AllowWithAlert);
+        // Inherited from the default policy.
+        assert_eq!(legacy.freshness_window, Duration::from_secs(120));
+        let client = crate::QueueClient::from_config(&config).unwrap();
+        assert!(client.security().is_some());
+        std::fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[test]
+    fn bad_security_settings_are_reported_with_their_paths() {
+        let error = ClientConfig::from_toml_str(
+            r#"
+            [security]
+            key_file = "a"
+            key_env = "B"
+            refresh_interval = "1ms"
+            replay_capacity = 0
+            freshness_window = "0s"
+            [[security.queues]]
+            name = "bad name"
+            clock_skew = "2h"
+            "#,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = error.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "security",
+                "security.refresh_interval",
+                "security.replay_capacity",
+                "security.freshness_window",
+                "security.queues[0].clock_skew",
+                "security.queues[0].name",
+            ]
+        );
+        let unknown = ClientConfig::from_toml_str(
+            "[security]
+key_file = \"k\"
+unsealed = \"maybe\"",
+        )
+        .unwrap_err();
+        assert!(unknown.to_string().contains("maybe"), "{unknown}");
+        let typo = ClientConfig::from_toml_str(
+            "[security]
+key_fle = \"k\"",
+        )
+        .unwrap_err();
+        assert!(typo.to_string().contains("key_fle"), "{typo}");
+    }
+
+    #[test]
+    fn a_missing_or_malformed_key_file_fails_at_startup() {
+        let config = ClientConfig::from_toml_str(
+            "[security]\nkey_file = \"/nonexistent/queue-runtime/keys.json\"",
+        )
+        .unwrap();
+        let error = crate::QueueClient::from_config(&config).unwrap_err();
+        assert_eq!(error.kind(), queue_core::ErrorKind::Config);
+        assert!(error.message().contains("security.key_file"), "{error}");
+        assert!(
+            error
+                .message()
+                .contains("/nonexistent/queue-runtime/keys.json"),
+            "{error}"
+        );
     }
 
     #[test]

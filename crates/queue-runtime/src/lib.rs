@@ -10,7 +10,10 @@ pub mod security;
 pub mod webhook;
 
 pub use client::{ClientSession, QueueClient};
-pub use config::{ClientConfig, ConfigError, ProviderConfig, Secret};
+pub use config::{
+    ClientConfig, ConfigError, KeySourceSettings, ProviderConfig, Secret, SecuritySettings,
+};
+pub use security::{QueuePolicy, Security, UnsealedPolicy};
 
 /// The provider contract and domain types ([`queue_core`]).
 pub use queue_core as core;
