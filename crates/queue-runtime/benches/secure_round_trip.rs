@@ -35,7 +35,9 @@ fn client(sealed: bool) -> QueueClient {
         KeyState::Primary,
     )])
     .expect("a keyset");
-    client.with_security(Security::new(KeyRing::new(Arc::new(StaticKeys::new(keyset)))))
+    client.with_security(Security::new(KeyRing::new(Arc::new(StaticKeys::new(
+        keyset,
+    )))))
 }
 
 async fn round_trip(client: &QueueClient, queue: &QueueName, body: &Bytes) {
