@@ -125,10 +125,19 @@ async fn no_secret_appears_in_logs_or_debug_output() {
         "Endpoint=sb://example.servicebus.windows.net/;SharedAccessKeyName=app;{connection_secret}"
     ));
 
+    let config = ClientConfig::from_toml_str(&format!(
+        "[security]\nkey_file = \"{}\"\nunsealed = \"allow_with_alert\"",
+        path.display()
+    ))
+    .unwrap();
     let debug_output = format!(
-        "{client:?}\n{ring:?}\n{document:?}\n{:?}\n{webhook:?}\n{connection:?}\n{connection}\n{invalid}\n{invalid:?}\n{:?}",
-        document.keyset(),
-        client.security(),
+        "{config:?}\n{:?}\n{}",
+        config.security,
+        format_args!(
+            "{client:?}\n{ring:?}\n{document:?}\n{:?}\n{webhook:?}\n{connection:?}\n{connection}\n{invalid}\n{invalid:?}\n{:?}",
+            document.keyset(),
+            client.security(),
+        )
     );
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
