@@ -126,6 +126,30 @@ pub enum KeyState {
     Retired,
 }
 
+impl KeyState {
+    /// The state's name in keyset files and logs: `primary`, `active` or `retired`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Primary => "primary",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    /// The state [`as_str`](Self::as_str) names `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [KeyState::Primary, KeyState::Active, KeyState::Retired]
+            .into_iter()
+            .find(|state| state.as_str() == name)
+    }
+}
+
+impl fmt::Display for KeyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A master key: id, material, state, and the times that bound its use.
 pub struct Key {
     id: KeyId,

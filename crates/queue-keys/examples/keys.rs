@@ -75,7 +75,7 @@ fn run(args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
             println!(
                 "{:<24} {:<8} created {:<21} not_after {}",
                 key.id().as_str(),
-                format!("{:?}", key.state()).to_lowercase(),
+                key.state().as_str(),
                 time(key.created()),
                 time(key.not_after())
             );

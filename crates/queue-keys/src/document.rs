@@ -51,20 +51,12 @@ struct RawDocument {
 #[serde(deny_unknown_fields)]
 struct RawKey {
     id: String,
-    state: RawState,
+    state: String,
     material: Zeroizing<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     created: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     not_after: Option<String>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum RawState {
-    Primary,
-    Active,
-    Retired,
 }
 
 impl KeysetDocument {
@@ -119,7 +111,12 @@ impl KeysetDocument {
                 })?);
             let material = KeyMaterial::from_slice(&material)
                 .map_err(|error| invalid(format!("key {id}: {error}")))?;
-            let mut key = Key::new(id.clone(), material, raw_key.state.into());
+            let state = KeyState::from_name(&raw_key.state).ok_or_else(|| {
+                invalid(format!(
+                    "key {id}: state must be primary, active or retired"
+                ))
+            })?;
+            let mut key = Key::new(id.clone(), material, state);
             if let Some(created) = &raw_key.created {
                 key = key.with_created(parse_time(created, &id, "created").map_err(invalid)?);
             }
@@ -152,7 +149,7 @@ impl KeysetDocument {
                 .keys()
                 .map(|key| RawKey {
                     id: key.id().to_string(),
-                    state: key.state().into(),
+                    state: key.state().as_str().to_owned(),
                     material: Zeroizing::new(STANDARD.encode(key.material().expose())),
                     created: key.created().map(format_time),
                     not_after: key.not_after().map(format_time),
@@ -320,27 +317,6 @@ pub fn generate_keyset_file(path: impl AsRef<Path>, id: KeyId) -> Result<KeysetD
     let document = KeysetDocument::generate(id)?;
     document.write_file(path)?;
     Ok(document)
-}
-
-impl From<RawState> for KeyState {
-    fn from(state: RawState) -> Self {
-        match state {
-            RawState::Primary => KeyState::Primary,
-            RawState::Active => KeyState::Active,
-            RawState::Retired => KeyState::Retired,
-        }
-    }
-}
-
-impl From<KeyState> for RawState {
-    fn from(state: KeyState) -> Self {
-        match state {
-            KeyState::Primary => RawState::Primary,
-            KeyState::Active => RawState::Active,
-            // KeyState is non-exhaustive: a state this format does not know seals nothing.
-            _ => RawState::Retired,
-        }
-    }
 }
 
 fn parse_time(text: &str, id: &KeyId, field: &str) -> std::result::Result<SystemTime, String> {
