@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use parking_lot::{Mutex, RwLock};
-use queue_crypto::{Context, Keyset, Opened};
+use queue_crypto::{Context, CryptoError, Keyset, Opened};
 use tracing::{info, warn};
 
 use crate::error::{KeyError, Result};
@@ -198,11 +198,16 @@ impl KeyRing {
     /// retired or expired key, authentication), [`KeyError::UnknownKeyId`], or the source's
     /// error (transient: the message should be retried, not refused).
     pub async fn open(&self, envelope: &[u8], context: &Context) -> Result<Opened> {
-        // The header's key id is not authenticated yet; it only picks the key. `open` then
-        // authenticates it with everything else.
-        let header = queue_crypto::peek_header(envelope)?;
-        let keyset = self.keyset_with(&header.key_id).await?;
-        Ok(queue_crypto::open(&keyset, envelope, context)?)
+        let keyset = self.keyset().await?;
+        match queue_crypto::open(&keyset, envelope, context) {
+            // Refused before any cryptography: the id may name a key added since the last
+            // refresh, so ask again (rate-limited, negative-cached) and open once more.
+            Err(CryptoError::UnknownKeyId(key_id)) => {
+                let keyset = self.keyset_with(&key_id).await?;
+                Ok(queue_crypto::open(&keyset, envelope, context)?)
+            }
+            opened => Ok(opened?),
+        }
     }
 
     async fn fetch_or_last_good(&self) -> Result<Arc<Keyset>> {
@@ -246,13 +251,7 @@ impl KeyRing {
 fn describe(keyset: &Keyset) -> String {
     keyset
         .keys()
-        .map(|key| {
-            format!(
-                "{}={}",
-                key.id(),
-                format!("{:?}", key.state()).to_lowercase()
-            )
-        })
+        .map(|key| format!("{}={}", key.id(), key.state()))
         .collect::<Vec<_>>()
         .join(", ")
 }

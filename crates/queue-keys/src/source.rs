@@ -75,20 +75,7 @@ impl EnvKeys {
             variable: variable.into(),
         }
     }
-}
 
-#[async_trait]
-impl KeySource for EnvKeys {
-    fn name(&self) -> String {
-        format!("env {}", self.variable)
-    }
-
-    async fn fetch(&self) -> Result<Arc<Keyset>> {
-        self.read().map(Arc::new)
-    }
-}
-
-impl EnvKeys {
     /// Reads and parses the variable now (what [`fetch`](KeySource::fetch) does), for checking
     /// a configuration at startup.
     pub fn read(&self) -> Result<Keyset> {
@@ -111,11 +98,22 @@ impl EnvKeys {
     }
 }
 
+#[async_trait]
+impl KeySource for EnvKeys {
+    fn name(&self) -> String {
+        format!("env {}", self.variable)
+    }
+
+    async fn fetch(&self) -> Result<Arc<Keyset>> {
+        self.read().map(Arc::new)
+    }
+}
+
 /// A keyset file (see [`crate::document`]), read again on every fetch, so replacing the file
 /// rotates keys without a restart: the [`KeyRing`](crate::KeyRing) in front of it fetches once
 /// per refresh interval. Write the file atomically (as [`KeysetDocument::write_file`] does):
 /// a half-written file is refused as invalid, and the key ring keeps its last good keyset.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct FileKeys {
     path: PathBuf,
 }
@@ -130,13 +128,11 @@ impl FileKeys {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
 
-impl fmt::Debug for FileKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FileKeys")
-            .field("path", &self.path)
-            .finish()
+    /// Reads and parses the file now (what [`fetch`](KeySource::fetch) does, blocking), for
+    /// checking a configuration at startup.
+    pub fn read(&self) -> Result<Keyset> {
+        KeysetDocument::read_file(&self.path).map(KeysetDocument::into_keyset)
     }
 }
 
@@ -147,14 +143,14 @@ impl KeySource for FileKeys {
     }
 
     async fn fetch(&self) -> Result<Arc<Keyset>> {
-        let bytes = Zeroizing::new(tokio::fs::read(&self.path).await.map_err(|error| {
-            KeyError::Unavailable {
+        // File I/O blocks: off the async workers, as tokio::fs would do it.
+        let source = self.clone();
+        tokio::task::spawn_blocking(move || source.read())
+            .await
+            .map_err(|error| KeyError::Unavailable {
                 source_name: self.name(),
                 reason: error.to_string(),
-            }
-        })?);
-        Ok(Arc::new(
-            KeysetDocument::parse(&bytes, &self.name())?.into_keyset(),
-        ))
+            })?
+            .map(Arc::new)
     }
 }

@@ -232,7 +232,7 @@ async fn a_broken_file_keeps_the_last_good_keyset() {
 fn the_env_source_reads_base64_or_json() {
     let document = KeysetDocument::generate(id("env-key")).unwrap();
     let json = document.to_json().unwrap();
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "env_source_in_child",
@@ -244,9 +244,15 @@ fn the_env_source_reads_base64_or_json() {
         .env("QUEUE_KEYS_TEST_JSON", std::str::from_utf8(&json).unwrap())
         .env("QUEUE_KEYS_TEST_BAD", "not base64 at all!")
         .env_remove("QUEUE_KEYS_TEST_UNSET")
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    assert!(child.status.success(), "{stdout}");
+    // A filter that matched nothing would pass too: the child must have run the test.
+    assert!(
+        stdout.contains("test env_source_in_child ... ok"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]
