@@ -7,7 +7,7 @@ use bytes::Bytes;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, Message, PeekOptions, PeekedMessage,
     QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage, Result,
-    SendOutcome, SessionId, SessionReceiver, SessionSelector, SubQueue,
+    SendOutcome, SessionId, SessionReceiver, SessionSelector,
 };
 use tracing::{debug, warn};
 
@@ -239,11 +239,10 @@ impl QueueClient {
             .receive(queue, ReceiveOptions::new(max_messages, wait).dead_letter())
             .await?;
         if let Some(security) = &self.security {
-            for message in &mut received {
-                security
-                    .inspect(queue, &mut message.message, &mut message.delivery)
-                    .await;
-            }
+            let messages = received
+                .iter_mut()
+                .map(|m| (&mut m.message, &mut m.delivery));
+            security.inspect(queue, messages).await;
         }
         Ok(received)
     }
@@ -258,11 +257,8 @@ impl QueueClient {
         self.provider.validate_queue_name(queue)?;
         let mut peeked = self.provider.peek(queue, options).await?;
         if let Some(security) = &self.security {
-            for message in &mut peeked {
-                security
-                    .inspect(queue, &mut message.message, &mut message.delivery)
-                    .await;
-            }
+            let messages = peeked.iter_mut().map(|m| (&mut m.message, &mut m.delivery));
+            security.inspect(queue, messages).await;
         }
         Ok(peeked)
     }
@@ -466,9 +462,9 @@ impl Settler<'_> {
     ) -> Result<Vec<ReceivedMessage>> {
         match self {
             Settler::Queue(provider) => {
-                let mut options = ReceiveOptions::new(max_messages, wait);
-                options.sub_queue = SubQueue::Main;
-                provider.receive(queue, options).await
+                provider
+                    .receive(queue, ReceiveOptions::new(max_messages, wait))
+                    .await
             }
             Settler::Session(receiver) => receiver.receive(max_messages, wait).await,
         }

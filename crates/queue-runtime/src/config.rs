@@ -56,7 +56,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use queue_keys::{EnvKeys, FileKeys, KeyRing, KeyRingOptions, KeySource, KeysetDocument};
+use queue_keys::{EnvKeys, FileKeys, KeyRing, KeyRingOptions, KeySource};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -116,15 +116,18 @@ impl SecuritySettings {
 
     /// Checks that the source holds a valid keyset now, and builds the client's [`Security`].
     pub fn build(&self) -> Result<Security, ConfigError> {
-        let (source, path): (Arc<dyn KeySource>, &str) = match &self.keys {
-            KeySourceSettings::File(file) => (Arc::new(FileKeys::new(file)), "security.key_file"),
-            KeySourceSettings::Env(variable) => {
-                (Arc::new(EnvKeys::new(variable)), "security.key_env")
+        // Read once now, so a missing or invalid keyset fails at startup with its path.
+        let (source, checked, path): (Arc<dyn KeySource>, _, _) = match &self.keys {
+            KeySourceSettings::File(file) => {
+                let source = FileKeys::new(file);
+                let checked = source.read();
+                (Arc::new(source), checked, "security.key_file")
             }
-        };
-        let checked = match &self.keys {
-            KeySourceSettings::File(file) => KeysetDocument::read_file(file).map(|_| ()),
-            KeySourceSettings::Env(variable) => EnvKeys::new(variable).read().map(|_| ()),
+            KeySourceSettings::Env(variable) => {
+                let source = EnvKeys::new(variable);
+                let checked = source.read();
+                (Arc::new(source), checked, "security.key_env")
+            }
         };
         checked.map_err(|error| ConfigError::single(path, error.to_string()))?;
         let ring = KeyRing::with_options(
@@ -528,26 +531,19 @@ fn validate_security(
             None
         }
     };
-    let mut settings = SecuritySettings::new(
-        keys.clone()
-            .unwrap_or(KeySourceSettings::Env(String::new())),
-    );
-    if let Some(interval) = raw.refresh_interval {
-        if interval < Duration::from_millis(100) {
-            problems.push(problem(
-                "security.refresh_interval",
-                "must be at least 100ms",
-            ));
-        }
-        settings.refresh_interval = interval;
+    if raw
+        .refresh_interval
+        .is_some_and(|interval| interval < Duration::from_millis(100))
+    {
+        problems.push(problem(
+            "security.refresh_interval",
+            "must be at least 100ms",
+        ));
     }
-    if let Some(capacity) = raw.replay_capacity {
-        if capacity == 0 {
-            problems.push(problem("security.replay_capacity", "must be at least 1"));
-        }
-        settings.replay_capacity = capacity;
+    if raw.replay_capacity == Some(0) {
+        problems.push(problem("security.replay_capacity", "must be at least 1"));
     }
-    settings.default_policy = policy_from(
+    let default_policy = policy_from(
         QueuePolicy::default(),
         raw.seal,
         raw.unsealed,
@@ -556,6 +552,7 @@ fn validate_security(
         "security",
         problems,
     );
+    let mut queues = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (index, queue) in raw.queues.into_iter().enumerate() {
         let path = format!("security.queues[{index}]");
@@ -566,7 +563,7 @@ fn validate_security(
             ));
         }
         let policy = policy_from(
-            settings.default_policy,
+            default_policy,
             queue.seal,
             queue.unsealed,
             queue.freshness_window,
@@ -575,13 +572,19 @@ fn validate_security(
             problems,
         );
         match queue_core::QueueName::new(&queue.name) {
-            Ok(name) => settings.queues.push((name, policy)),
+            Ok(name) => queues.push((name, policy)),
             Err(error) => {
                 problems.push(problem(format!("{path}.name"), error.message().to_owned()))
             }
         }
     }
-    keys.map(|_| settings)
+    // Every field is checked above, with or without a key source; settings need one.
+    let mut settings = SecuritySettings::new(keys?);
+    settings.refresh_interval = raw.refresh_interval.unwrap_or(settings.refresh_interval);
+    settings.replay_capacity = raw.replay_capacity.unwrap_or(settings.replay_capacity);
+    settings.default_policy = default_policy;
+    settings.queues = queues;
+    Some(settings)
 }
 
 /// A queue policy: `base` with the fields that are set, checked.

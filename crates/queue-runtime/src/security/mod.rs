@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use queue_core::{
-    ErrorKind, Message, QueueError, QueueName, ReceivedMessage, SealInfo, is_reserved_key,
+    DeliveryInfo, ErrorKind, Message, QueueError, QueueName, ReceivedMessage, SealInfo,
+    is_reserved_key,
 };
-use queue_crypto::{Clock, Context, CryptoError, Sealer, Suite, SystemClock, looks_sealed};
+use queue_crypto::{Clock, Context, CryptoError, Opened, Sealer, Suite, SystemClock, looks_sealed};
 use queue_keys::{KeyError, KeyRing, KeySource};
 use tracing::{debug, warn};
 
@@ -53,8 +54,9 @@ pub struct Security {
     clock: Arc<dyn Clock>,
     default_policy: QueuePolicy,
     policies: HashMap<QueueName, QueuePolicy>,
-    replay: moka::sync::Cache<[u8; 32], ()>,
-    replay_capacity: u64,
+    /// Envelope ids of completed messages; each entry lives as long as its queue's policy says
+    /// (the value), so per-queue windows need no shared maximum.
+    replay: moka::sync::Cache<[u8; 32], Duration>,
 }
 
 impl fmt::Debug for Security {
@@ -64,7 +66,7 @@ impl fmt::Debug for Security {
             .field("suite", &self.sealer.suite())
             .field("default_policy", &self.default_policy)
             .field("policies", &self.policies)
-            .field("replay_capacity", &self.replay_capacity)
+            .field("replay_capacity", &self.replay.policy().max_capacity())
             .finish_non_exhaustive()
     }
 }
@@ -75,14 +77,12 @@ pub const DEFAULT_REPLAY_CAPACITY: u64 = 100_000;
 impl Security {
     /// Sealing and opening with the keys of `keys`, the default policy on every queue.
     pub fn new(keys: impl Into<Arc<KeyRing>>) -> Self {
-        let default_policy = QueuePolicy::default();
         Security {
             keys: keys.into(),
             sealer: Sealer::new(),
             clock: Arc::new(SystemClock),
-            replay: replay_cache(DEFAULT_REPLAY_CAPACITY, default_policy.replay_horizon()),
-            replay_capacity: DEFAULT_REPLAY_CAPACITY,
-            default_policy,
+            replay: replay_cache(DEFAULT_REPLAY_CAPACITY),
+            default_policy: QueuePolicy::default(),
             policies: HashMap::new(),
         }
     }
@@ -96,22 +96,22 @@ impl Security {
     #[must_use]
     pub fn with_default_policy(mut self, policy: QueuePolicy) -> Self {
         self.default_policy = policy;
-        self.rebuild_replay_cache()
+        self
     }
 
     /// The policy of one queue.
     #[must_use]
     pub fn with_queue_policy(mut self, queue: QueueName, policy: QueuePolicy) -> Self {
         self.policies.insert(queue, policy);
-        self.rebuild_replay_cache()
+        self
     }
 
     /// How many completed envelope ids to remember (default [`DEFAULT_REPLAY_CAPACITY`]).
     /// Size it above the number of messages completed per freshness window.
     #[must_use]
     pub fn with_replay_capacity(mut self, capacity: u64) -> Self {
-        self.replay_capacity = capacity;
-        self.rebuild_replay_cache()
+        self.replay = replay_cache(capacity);
+        self
     }
 
     /// The AEAD suite new envelopes use (default AES-256-GCM).
@@ -138,18 +138,6 @@ impl Security {
     /// The policy that applies to `queue`.
     pub fn policy(&self, queue: &QueueName) -> &QueuePolicy {
         self.policies.get(queue).unwrap_or(&self.default_policy)
-    }
-
-    fn rebuild_replay_cache(mut self) -> Self {
-        let horizon = self
-            .policies
-            .values()
-            .chain([&self.default_policy])
-            .map(QueuePolicy::replay_horizon)
-            .max()
-            .unwrap_or_default();
-        self.replay = replay_cache(self.replay_capacity, horizon);
-        self
     }
 
     /// Seals `message` for `queue` if the queue's policy says so.
@@ -282,12 +270,6 @@ impl Security {
             return Verdict::Reject(received, refusal);
         }
 
-        let seal = SealInfo::new(
-            opened.key_id().as_str(),
-            *opened.envelope_id(),
-            sealed_at,
-            opened.not_before(),
-        );
         debug!(
             messaging.destination.name = %queue,
             messaging.message.id = %message_id,
@@ -295,12 +277,7 @@ impl Security {
             delivery_count = received.delivery_count(),
             "opened"
         );
-        // Only what was authenticated reaches the application.
-        received
-            .message
-            .set_body(Bytes::from(opened.into_plaintext()));
-        strip_reserved(&mut received.message);
-        received.delivery.seal = Some(seal);
+        hand_over(opened, &mut received.message, &mut received.delivery);
         count_received(queue, true);
         Verdict::Accept(received)
     }
@@ -308,32 +285,27 @@ impl Security {
     /// Opens what opens, for reading dead letters and peeking: no freshness or replay check (the
     /// messages are being inspected, not processed), nothing refused. What does not open is
     /// returned as it sits in the queue, with `delivery.seal == None`.
-    pub(crate) async fn inspect(
+    pub(crate) async fn inspect<'a>(
         &self,
         queue: &QueueName,
-        message: &mut Message,
-        delivery: &mut queue_core::DeliveryInfo,
+        messages: impl IntoIterator<Item = (&'a mut Message, &'a mut DeliveryInfo)>,
     ) {
-        if !looks_sealed(message.body()) {
-            return;
-        }
-        let context = context_of(queue, message);
-        if let Ok(opened) = self.keys.open(message.body(), &context).await {
-            delivery.seal = Some(SealInfo::new(
-                opened.key_id().as_str(),
-                *opened.envelope_id(),
-                opened.sealed_at(),
-                opened.not_before(),
-            ));
-            message.set_body(Bytes::from(opened.into_plaintext()));
-            strip_reserved(message);
+        for (message, delivery) in messages {
+            if !looks_sealed(message.body()) {
+                continue;
+            }
+            let context = context_of(queue, message);
+            if let Ok(opened) = self.keys.open(message.body(), &context).await {
+                hand_over(opened, message, delivery);
+            }
         }
     }
 
-    /// Remembers a completed message, so copies of it are refused.
+    /// Remembers a completed message for its queue's replay horizon, so copies are refused.
     pub(crate) fn completed(&self, received: &ReceivedMessage) {
         if let Some(seal) = &received.delivery.seal {
-            self.replay.insert(seal.envelope_id, ());
+            let horizon = self.policy(received.receipt.queue()).replay_horizon();
+            self.replay.insert(seal.envelope_id, horizon);
         }
     }
 }
@@ -482,10 +454,37 @@ fn strip_reserved(message: &mut Message) {
     }
 }
 
-fn replay_cache(capacity: u64, horizon: Duration) -> moka::sync::Cache<[u8; 32], ()> {
+/// Only what was authenticated reaches the application: the plaintext, the metadata without
+/// the transport's reserved properties, and what the seal proved.
+fn hand_over(opened: Opened, message: &mut Message, delivery: &mut DeliveryInfo) {
+    delivery.seal = Some(SealInfo::new(
+        opened.key_id().as_str(),
+        *opened.envelope_id(),
+        opened.sealed_at(),
+        opened.not_before(),
+    ));
+    message.set_body(Bytes::from(opened.into_plaintext()));
+    strip_reserved(message);
+}
+
+/// Each completed envelope id expires after the horizon stored with it.
+struct ReplayHorizon;
+
+impl moka::Expiry<[u8; 32], Duration> for ReplayHorizon {
+    fn expire_after_create(
+        &self,
+        _envelope_id: &[u8; 32],
+        horizon: &Duration,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(*horizon)
+    }
+}
+
+fn replay_cache(capacity: u64) -> moka::sync::Cache<[u8; 32], Duration> {
     moka::sync::Cache::builder()
         .max_capacity(capacity)
-        .time_to_live(horizon.max(Duration::from_secs(1)))
+        .expire_after(ReplayHorizon)
         .build()
 }
 

@@ -77,7 +77,8 @@ impl QueuePolicy {
         self
     }
 
-    /// How long a completed envelope id must be remembered for this queue.
+    /// How long a completed envelope id must be remembered for this queue: past the window in
+    /// which a copy could still be enqueued and judged fresh.
     pub(crate) fn replay_horizon(&self) -> Duration {
         self.freshness_window
             .saturating_add(self.clock_skew.saturating_mul(2))
