@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::run::{cargo, run, xtask_tool_root};
+use crate::run::{cargo, installed_tool, run};
 
 /// The cargo-deny release this project is checked with.
 const CARGO_DENY_VERSION: &str = "0.20.2";
@@ -23,7 +23,7 @@ pub(crate) const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
 const DB_PATH_VAR: &str = "QUEUE_RUNTIME_ADVISORY_DBS";
 
 pub(crate) fn check(root: &Path) -> Result<()> {
-    let deny = install(root)?;
+    let deny = installed_tool(root, "cargo-deny", CARGO_DENY_VERSION, "cargo-deny")?;
     let deny = deny.to_str().context("the cargo-deny path is not UTF-8")?;
     // cargo-deny reads the dependency graph offline; make sure every crate is downloaded.
     cargo(root, &["fetch", "--locked"], &[])?;
@@ -48,30 +48,6 @@ pub(crate) fn check(root: &Path) -> Result<()> {
         &["deny", "--offline", "check", "licenses", "bans", "sources"],
         &env,
     )
-}
-
-/// The cargo-deny binary: the project's own install under `.xtask/tools`, installed when missing.
-fn install(root: &Path) -> Result<PathBuf> {
-    let tools = xtask_tool_root(root);
-    let local = tools.join("bin").join("cargo-deny");
-    if local.is_file() {
-        return Ok(local);
-    }
-    let tools_text = tools.to_str().context("the workspace path is not UTF-8")?;
-    cargo(
-        root,
-        &[
-            "install",
-            "--locked",
-            "cargo-deny",
-            "--version",
-            CARGO_DENY_VERSION,
-            "--root",
-            tools_text,
-        ],
-        &[],
-    )?;
-    Ok(local)
 }
 
 fn default_snapshot(root: &Path) -> PathBuf {

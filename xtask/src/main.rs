@@ -271,24 +271,7 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
 /// New inputs go to `.xtask/fuzz-corpus/open`; the committed seeds in `fuzz/corpus/open` are
 /// read, not written, so fuzzing leaves the repository clean. Crashes land in `fuzz/artifacts`.
 fn fuzz(root: &Path, seconds: u64) -> Result<()> {
-    let tools = run::xtask_tool_root(root);
-    let cargo_fuzz = tools.join("bin").join("cargo-fuzz");
-    if !cargo_fuzz.is_file() {
-        let tools_text = tools.to_str().context("the workspace path is not UTF-8")?;
-        cargo(
-            root,
-            &[
-                "install",
-                "--locked",
-                "cargo-fuzz",
-                "--version",
-                "0.13.2",
-                "--root",
-                tools_text,
-            ],
-            &[],
-        )?;
-    }
+    let cargo_fuzz = run::installed_tool(root, "cargo-fuzz", "0.13.2", "cargo-fuzz")?;
     let work_corpus = xtask_dir(root).join("fuzz-corpus").join("open");
     std::fs::create_dir_all(&work_corpus)
         .with_context(|| format!("cannot create {}", work_corpus.display()))?;

@@ -33,16 +33,19 @@ pub(crate) fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]
     Ok(())
 }
 
+/// The cargo that runs us (so the pinned toolchain's), else `cargo` from the PATH.
+fn cargo_program() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
 /// Runs cargo (the one that runs us) in the workspace.
 pub(crate) fn cargo(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    run(root, &cargo, args, env)
+    run(root, &cargo_program(), args, env)
 }
 
 /// The names of the workspace's packages, from `cargo metadata`.
 pub(crate) fn workspace_packages(root: &Path) -> Result<Vec<String>> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let output = Command::new(cargo)
+    let output = Command::new(cargo_program())
         .args(["metadata", "--no-deps", "--format-version", "1"])
         .current_dir(root)
         .output()
@@ -67,4 +70,33 @@ pub(crate) fn workspace_packages(root: &Path) -> Result<Vec<String>> {
 /// Where the xtask installs the tools it needs (`cargo install --root`).
 pub(crate) fn xtask_tool_root(root: &Path) -> PathBuf {
     crate::xtask_dir(root).join("tools")
+}
+
+/// The binary `binary` of crate `package` at `version`, installed under `.xtask/tools` the
+/// first time it is needed.
+pub(crate) fn installed_tool(
+    root: &Path,
+    package: &str,
+    version: &str,
+    binary: &str,
+) -> Result<PathBuf> {
+    let tools = xtask_tool_root(root);
+    let local = tools.join("bin").join(binary);
+    if !local.is_file() {
+        let tools_text = tools.to_str().context("the workspace path is not UTF-8")?;
+        cargo(
+            root,
+            &[
+                "install",
+                "--locked",
+                package,
+                "--version",
+                version,
+                "--root",
+                tools_text,
+            ],
+            &[],
+        )?;
+    }
+    Ok(local)
 }
