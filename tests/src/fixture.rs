@@ -81,4 +81,12 @@ pub trait Fixture: Send + Sync {
 
     /// A queue name that certainly does not exist, when the fixture can promise one.
     fn missing_queue(&self) -> Option<QueueName>;
+
+    /// Why this fixture's queues cannot serve the named scenario, when a kind of queue lacks
+    /// what the provider as a whole declares (SQS FIFO queues take no per-message delay while
+    /// standard queues do). The scenario is then skipped with this reason.
+    fn cannot_run(&self, scenario: &str) -> Option<Skip> {
+        let _ = scenario;
+        None
+    }
 }

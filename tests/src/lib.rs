@@ -9,7 +9,7 @@ pub mod scenarios;
 mod support;
 
 pub use fixture::{Fixture, QueueSpec, Skip, TimeMode};
-pub use runner::{Outcome, Scenario, run_all, run_scenario};
+pub use runner::{Outcome, Scenario, run_all, run_all_parallel, run_scenario};
 
 /// Calls `$callback!` with the path of every scenario, so the registry and the test macro are
 /// generated from one list.
@@ -23,6 +23,7 @@ macro_rules! __for_each_scenario {
             basic::generated_message_ids_are_uuid_v4,
             basic::pinned_message_id_is_kept,
             basic::complete_removes_the_message,
+            basic::complete_batch_settles_each_receipt,
             basic::receive_respects_max_messages,
             basic::empty_receive_waits_then_returns_empty,
             basic::waiting_receive_wakes_on_arrival,

@@ -53,6 +53,9 @@ pub fn run_scenario<F: Fixture + 'static>(
             mode,
             "the fixture runs in the time mode it declares"
         );
+        if let Some(skip) = fixture.cannot_run(scenario.name) {
+            return Outcome::Skipped(format!("fixture: {skip}"));
+        }
         (scenario.run)(&fixture).await
     });
     if let Outcome::Skipped(reason) = &outcome {
@@ -75,4 +78,65 @@ pub fn run_all<F: Fixture + 'static>(
             },
         )
         .collect()
+}
+
+/// Runs every scenario, `parallel` at a time on threads of their own (for network brokers, where
+/// scenarios mostly wait), and returns the names of those skipped, sorted. Failures do not stop
+/// the others: they are gathered and reported together in one panic at the end.
+pub fn run_all_parallel<F: Fixture + 'static>(
+    mode: TimeMode,
+    make_fixture: impl Fn() -> F + Sync,
+    parallel: usize,
+) -> Vec<&'static str> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let next = AtomicUsize::new(0);
+    let skipped = Mutex::new(Vec::new());
+    let failed = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.max(1) {
+            scope.spawn(|| {
+                while let Some(scenario) =
+                    crate::SCENARIOS.get(next.fetch_add(1, Ordering::Relaxed))
+                {
+                    let started = std::time::Instant::now();
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_scenario(scenario, mode, &make_fixture)
+                    }));
+                    let took = started.elapsed();
+                    match outcome {
+                        Ok(Outcome::Passed) => {
+                            eprintln!("PASSED {} ({took:.1?})", scenario.name);
+                        }
+                        Ok(Outcome::Skipped(_)) => {
+                            skipped.lock().unwrap().push(scenario.name);
+                        }
+                        Err(panic) => {
+                            let message = panic
+                                .downcast_ref::<String>()
+                                .cloned()
+                                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                                .unwrap_or_default();
+                            eprintln!("FAILED {} ({took:.1?}): {message}", scenario.name);
+                            failed
+                                .lock()
+                                .unwrap()
+                                .push(format!("{}: {message}", scenario.name));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let failed = failed.into_inner().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} scenario(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n")
+    );
+    let mut skipped = skipped.into_inner().unwrap();
+    skipped.sort_unstable();
+    skipped
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout)]
 
 mod deny;
+mod moto;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -22,12 +23,14 @@ cargo xtask <command>
   ci                      everything CI checks, in order: fmt, clippy, test, quickstart, doc, deny
   fmt [--check]           format the workspace (or only check it)
   clippy                  clippy on every package, all targets, warnings denied
-  test                    every test of the workspace, then the doctests
+  test                    every test of the workspace (with a local moto SQS server), then
+                          the doctests
   quickstart              run the quickstart and github_bot examples
   doc                     build the docs with warnings denied
   deny                    cargo deny: licenses, bans, sources, advisories (offline snapshot)
-  conformance --provider memory
-                          the conformance suite against one provider
+  conformance --provider memory|sqs
+                          the conformance suite against one provider (sqs: against a
+                          local moto server the xtask installs and starts)
   bench [criterion args]  the criterion benchmarks (short runs by default)
   fuzz [seconds]          fuzz the envelope's open/peek_header (nightly; default 60 s)
   help                    this text
@@ -90,7 +93,11 @@ enum Command {
 }
 
 /// The providers whose conformance suite exists in this workspace, with the test that runs it.
-const CONFORMANCE: &[(&str, &str)] = &[("memory", "memory")];
+/// Each provider's conformance test: (provider, package, test target).
+const CONFORMANCE: &[(&str, &str, &str)] = &[
+    ("memory", "queue-conformance", "memory"),
+    ("sqs", "queue-sqs", "conformance"),
+];
 
 fn parse(args: &[String]) -> Result<Command> {
     let Some((command, rest)) = args.split_first() else {
@@ -121,8 +128,8 @@ fn parse(args: &[String]) -> Result<Command> {
                 [] => "memory".to_owned(),
                 _ => bail!("usage: cargo xtask conformance --provider <name>"),
             };
-            if !CONFORMANCE.iter().any(|(name, _)| *name == provider) {
-                let known: Vec<&str> = CONFORMANCE.iter().map(|(name, _)| *name).collect();
+            if !CONFORMANCE.iter().any(|(name, _, _)| *name == provider) {
+                let known: Vec<&str> = CONFORMANCE.iter().map(|(name, _, _)| *name).collect();
                 bail!(
                     "no conformance suite for provider {provider:?} in this workspace; \
                      available: {}",
@@ -170,15 +177,22 @@ fn execute(command: Command) -> Result<()> {
         Command::Step(step) => step.run(&root),
         Command::Fmt { check } => fmt(&root, check),
         Command::Conformance { provider } => {
-            let test = CONFORMANCE
+            let (_, package, test) = CONFORMANCE
                 .iter()
-                .find(|(name, _)| *name == provider)
-                .map(|(_, test)| *test)
+                .find(|(name, _, _)| *name == provider)
                 .context("provider checked while parsing")?;
+            // Only the SQS suite needs a server; the memory suite runs without one.
+            let moto = (provider == "sqs")
+                .then(|| moto::MotoServer::start(&root))
+                .transpose()?;
+            let env: Vec<(&str, &str)> = moto
+                .iter()
+                .map(|moto| (moto::ENDPOINT_VARIABLE, moto.endpoint()))
+                .collect();
             cargo(
                 &root,
-                &["test", "-p", "queue-conformance", "--test", test],
-                &[],
+                &["test", "-p", package, "--test", test, "--", "--nocapture"],
+                &env,
             )
         }
         Command::Bench { args } => bench(&root, &args),
@@ -237,8 +251,11 @@ fn clippy(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Every test, with a local SQS server (moto) running for the SQS provider's.
 fn test(root: &Path) -> Result<()> {
-    cargo(root, &["test", "--workspace", "--all-targets"], &[])?;
+    let moto = moto::MotoServer::start(root)?;
+    let sqs = [(moto::ENDPOINT_VARIABLE, moto.endpoint())];
+    cargo(root, &["test", "--workspace", "--all-targets"], &sqs)?;
     cargo(root, &["test", "--workspace", "--doc"], &[])
 }
 
@@ -257,6 +274,8 @@ fn doc(root: &Path) -> Result<()> {
 }
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    let moto = moto::MotoServer::start(root)?;
+    let sqs = [(moto::ENDPOINT_VARIABLE, moto.endpoint())];
     let mut args: Vec<&str> = vec!["bench", "--workspace", "--"];
     if extra.is_empty() {
         // Short runs by default: the machine is small and shared.
@@ -264,7 +283,7 @@ fn bench(root: &Path, extra: &[String]) -> Result<()> {
     } else {
         args.extend(extra.iter().map(String::as_str));
     }
-    cargo(root, &args, &[])
+    cargo(root, &args, &sqs)
 }
 
 /// Runs the envelope fuzz target with cargo-fuzz (installed under `.xtask/tools` if missing).

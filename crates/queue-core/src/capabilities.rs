@@ -11,6 +11,11 @@ pub struct Capabilities {
     pub sessions: bool,
     /// A session can be accepted by its id (not only the next available one).
     pub accept_named_session: bool,
+    /// Plain [`receive`](crate::QueueProvider::receive) keeps session order: messages with the
+    /// same session id come in send order, and while one of them is held no later one of that
+    /// session is delivered to anyone (SQS FIFO message groups). Providers with
+    /// [`sessions`](Self::sessions) give order through session receivers instead.
+    pub session_order_on_receive: bool,
     /// Session state can be read and written.
     pub session_state: bool,
     /// Messages can be scheduled to become visible later.

@@ -189,6 +189,21 @@ pub trait QueueProvider: Send + Sync + Debug {
     /// - A transient error leaves the lock in place: the caller may call again.
     async fn complete(&self, receipt: &Receipt) -> Result<()>;
 
+    /// Settles several deliveries as done, in as few broker calls as the provider can make.
+    ///
+    /// # Behavior
+    /// - Returns one result per receipt, in order, each what [`complete`](Self::complete) would
+    ///   have returned for it: some may fail (`LockLost`) while others succeed.
+    /// - An error for the whole call is the outer `Err`; then nothing was settled. The default
+    ///   implementation calls `complete` once per receipt.
+    async fn complete_batch(&self, receipts: &[Receipt]) -> Result<Vec<Result<()>>> {
+        let mut results = Vec::with_capacity(receipts.len());
+        for receipt in receipts {
+            results.push(self.complete(receipt).await);
+        }
+        Ok(results)
+    }
+
     /// Gives a delivery back: the message becomes available again (after `delay`, if given),
     /// with its delivery count raised on the next delivery.
     ///

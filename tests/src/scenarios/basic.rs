@@ -98,6 +98,31 @@ pub async fn complete_removes_the_message(fixture: &dyn Fixture) -> Outcome {
     Outcome::Passed
 }
 
+/// `complete_batch` settles each receipt as `complete` would: the fresh ones are removed, a
+/// receipt settled before fails alone with `LockLost`.
+pub async fn complete_batch_settles_each_receipt(fixture: &dyn Fixture) -> Outcome {
+    let s = setup!(fixture, QueueSpec::default());
+    let count = s.provider.capabilities().max_batch_messages.max(1) + 2;
+    let batch = (0..count)
+        .map(|index| Message::new(format!("m{index}")))
+        .collect();
+    for result in s.provider.send_batch(&s.queue, batch).await.unwrap() {
+        result.unwrap();
+    }
+    let received = s.receive_up_to(count, Duration::from_secs(20)).await;
+    assert_eq!(received.len(), count);
+    s.provider.complete(&received[0].receipt).await.unwrap();
+    let receipts: Vec<_> = received.iter().map(|m| m.receipt.clone()).collect();
+    let results = s.provider.complete_batch(&receipts).await.unwrap();
+    assert_eq!(results.len(), count, "one result per receipt");
+    let error = results[0].as_ref().unwrap_err();
+    assert_eq!(error.kind(), queue_core::ErrorKind::LockLost, "{error}");
+    assert!(results[1..].iter().all(Result::is_ok), "{results:?}");
+    tokio::time::sleep(s.past_lock()).await;
+    s.assert_empty().await;
+    Outcome::Passed
+}
+
 /// `receive` returns at most `max_messages`; the rest stay available.
 pub async fn receive_respects_max_messages(fixture: &dyn Fixture) -> Outcome {
     let s = setup!(fixture, QueueSpec::default());

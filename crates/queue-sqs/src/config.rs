@@ -1,0 +1,294 @@
+//! How to reach SQS: region, credentials, endpoint, start-up checks, dead-letter queues.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use queue_core::{ErrorKind, QueueError, QueueName};
+use secrecy::{ExposeSecret, SecretString};
+
+/// Where the provider gets its credentials.
+#[derive(Clone, Default)]
+pub enum SqsCredentials {
+    /// The standard AWS chain: environment variables, the shared profile files, web identity
+    /// tokens, ECS container credentials, then EC2 instance metadata (IMDS).
+    #[default]
+    Chain,
+    /// Fixed credentials, for local servers and tests. Never logged.
+    Static {
+        /// The access key id.
+        access_key_id: SecretString,
+        /// The secret access key.
+        secret_access_key: SecretString,
+        /// The session token of temporary credentials.
+        session_token: Option<SecretString>,
+    },
+}
+
+impl SqsCredentials {
+    /// Fixed credentials without a session token.
+    pub fn fixed(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        SqsCredentials::Static {
+            access_key_id: SecretString::from(access_key_id.into()),
+            secret_access_key: SecretString::from(secret_access_key.into()),
+            session_token: None,
+        }
+    }
+
+    pub(crate) fn to_sdk(&self) -> Option<aws_sdk_sqs::config::Credentials> {
+        match self {
+            SqsCredentials::Chain => None,
+            SqsCredentials::Static {
+                access_key_id,
+                secret_access_key,
+                session_token,
+            } => Some(aws_sdk_sqs::config::Credentials::new(
+                access_key_id.expose_secret(),
+                secret_access_key.expose_secret(),
+                session_token
+                    .as_ref()
+                    .map(|token| token.expose_secret().to_owned()),
+                None,
+                "queue-runtime static credentials",
+            )),
+        }
+    }
+}
+
+impl fmt::Debug for SqsCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SqsCredentials::Chain => f.write_str("Chain"),
+            SqsCredentials::Static { .. } => f.write_str("Static([REDACTED])"),
+        }
+    }
+}
+
+/// What a FIFO queue does with a message that has no session id (SQS needs a message group for
+/// every message there).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum UnsessionedFifo {
+    /// Refuse it with `InvalidInput` (the default: a FIFO queue is chosen for its order, and a
+    /// message without a session has none to keep).
+    #[default]
+    Reject,
+    /// Put it in a message group of its own (its message id): no order with other messages,
+    /// but SQS's deduplication and one-at-a-time delivery per message still apply.
+    GroupPerMessage,
+    /// Put it in this message group: one ordered stream for every message without a session.
+    Group(String),
+}
+
+/// The settings of an [`SqsProvider`](crate::SqsProvider).
+///
+/// ```
+/// use queue_sqs::{SqsConfig, SqsCredentials};
+///
+/// let config = SqsConfig::new()
+///     .with_region("eu-west-1")
+///     .with_endpoint("http://127.0.0.1:4566")?
+///     .with_credentials(SqsCredentials::fixed("test", "test"))
+///     .with_queue("orders".parse()?);
+/// assert!(!format!("{config:?}").contains("test\""));
+/// # Ok::<(), queue_core::QueueError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqsConfig {
+    pub(crate) region: Option<String>,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) credentials: SqsCredentials,
+    pub(crate) check_on_connect: bool,
+    pub(crate) queues: Vec<QueueName>,
+    pub(crate) dead_letter_queues: BTreeMap<QueueName, QueueName>,
+    pub(crate) unsessioned_fifo: UnsessionedFifo,
+}
+
+impl Default for SqsConfig {
+    fn default() -> Self {
+        SqsConfig {
+            region: None,
+            endpoint: None,
+            credentials: SqsCredentials::Chain,
+            check_on_connect: true,
+            queues: Vec::new(),
+            dead_letter_queues: BTreeMap::new(),
+            unsessioned_fifo: UnsessionedFifo::Reject,
+        }
+    }
+}
+
+impl SqsConfig {
+    /// The standard credential chain, the region from the environment (`AWS_REGION`, the
+    /// profile), AWS's own endpoint, and checks at connect.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The AWS region (`us-east-1`, `eu-west-1`, ...). Without it the environment's is used.
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Sends requests to `endpoint` instead of AWS's (a local SQS server, a VPC endpoint).
+    ///
+    /// Only `https` endpoints are accepted, except `http` on a loopback address (`127.0.0.1`,
+    /// `::1`, `localhost`), where nothing crosses a network.
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Result<Self, QueueError> {
+        let endpoint = endpoint.into();
+        check_endpoint(&endpoint)?;
+        self.endpoint = Some(endpoint);
+        Ok(self)
+    }
+
+    /// Where the credentials come from (default: the standard chain).
+    pub fn with_credentials(mut self, credentials: SqsCredentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Whether [`SqsProvider::connect`](crate::SqsProvider::connect) checks the credentials
+    /// and every queue named with [`with_queue`](Self::with_queue) (default: on).
+    pub fn with_check_on_connect(mut self, check: bool) -> Self {
+        self.check_on_connect = check;
+        self
+    }
+
+    /// A queue the application uses: checked at connect, its URL and attributes cached.
+    pub fn with_queue(mut self, queue: QueueName) -> Self {
+        self.queues.push(queue);
+        self
+    }
+
+    /// The dead-letter queue of `queue`, when it has no redrive policy naming one (a redrive
+    /// policy, when present, is used otherwise).
+    pub fn with_dead_letter_queue(mut self, queue: QueueName, dead_letter: QueueName) -> Self {
+        self.dead_letter_queues.insert(queue, dead_letter);
+        self
+    }
+
+    /// What FIFO queues do with messages without a session id (default: refuse them).
+    pub fn with_unsessioned_fifo(mut self, choice: UnsessionedFifo) -> Self {
+        self.unsessioned_fifo = choice;
+        self
+    }
+
+    /// The endpoint to use: the configured one, else `AWS_ENDPOINT_URL_SQS`, else
+    /// `AWS_ENDPOINT_URL`, each checked like [`with_endpoint`](Self::with_endpoint).
+    pub(crate) fn resolved_endpoint(
+        &self,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<String>, QueueError> {
+        let endpoint = self
+            .endpoint
+            .clone()
+            .or_else(|| var("AWS_ENDPOINT_URL_SQS"))
+            .or_else(|| var("AWS_ENDPOINT_URL"))
+            .filter(|endpoint| !endpoint.trim().is_empty());
+        if let Some(endpoint) = &endpoint {
+            check_endpoint(endpoint)?;
+        }
+        Ok(endpoint)
+    }
+}
+
+/// HTTPS anywhere; plain HTTP only to this machine.
+fn check_endpoint(endpoint: &str) -> Result<(), QueueError> {
+    let invalid = |why: &str| {
+        QueueError::new(
+            ErrorKind::Config,
+            format!("SQS endpoint {endpoint:?} {why}"),
+        )
+    };
+    let uri: http::Uri = endpoint.parse().map_err(|_| invalid("is not a URL"))?;
+    let host = uri.host().ok_or_else(|| invalid("has no host"))?;
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") => Err(invalid(
+            "uses plain http to a host that is not loopback; use https (plain http is accepted \
+             only for 127.0.0.0/8, ::1 and localhost)",
+        )),
+        _ => Err(invalid("must start with https://")),
+    }
+}
+
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_https_or_loopback_http() {
+        for ok in [
+            "https://sqs.eu-west-1.amazonaws.com",
+            "https://vpce-1.sqs.example.internal:8443",
+            "http://127.0.0.1:5000",
+            "http://127.8.9.10",
+            "http://localhost:4566",
+            "http://[::1]:4566",
+        ] {
+            assert!(check_endpoint(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://10.0.0.5:4566",
+            "http://sqs.example.com",
+            "ftp://127.0.0.1",
+            "127.0.0.1:4566",
+            "not a url",
+            "http://localhost.example.com",
+        ] {
+            let error = check_endpoint(bad).expect_err(bad);
+            assert_eq!(error.kind(), ErrorKind::Config, "{bad}");
+        }
+    }
+
+    #[test]
+    fn endpoint_comes_from_config_then_service_then_global_variable() {
+        let vars = |name: &str| match name {
+            "AWS_ENDPOINT_URL_SQS" => Some("http://127.0.0.1:1".to_owned()),
+            "AWS_ENDPOINT_URL" => Some("http://127.0.0.1:2".to_owned()),
+            _ => None,
+        };
+        let configured = SqsConfig::new()
+            .with_endpoint("https://example.com")
+            .expect("https");
+        assert_eq!(
+            configured
+                .resolved_endpoint(vars)
+                .expect("valid")
+                .as_deref(),
+            Some("https://example.com")
+        );
+        assert_eq!(
+            SqsConfig::new()
+                .resolved_endpoint(vars)
+                .expect("valid")
+                .as_deref(),
+            Some("http://127.0.0.1:1")
+        );
+        let remote = |_: &str| Some("http://192.168.1.1".to_owned());
+        assert!(SqsConfig::new().resolved_endpoint(remote).is_err());
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug() {
+        let config = SqsConfig::new().with_credentials(SqsCredentials::Static {
+            access_key_id: SecretString::from("AKIASECRETID"),
+            secret_access_key: SecretString::from("very-secret-key"),
+            session_token: Some(SecretString::from("token-value")),
+        });
+        let shown = format!("{config:?}");
+        for secret in ["AKIASECRETID", "very-secret-key", "token-value"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("REDACTED"));
+    }
+}

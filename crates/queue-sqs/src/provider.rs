@@ -1,0 +1,906 @@
+//! [`SqsProvider`]: the provider contract over `aws-sdk-sqs`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::{BehaviorVersion, Region};
+use aws_sdk_sqs::types::{
+    BatchResultErrorEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
+    SendMessageBatchRequestEntry,
+};
+use aws_smithy_http_client::tls::{Provider as TlsProvider, rustls_provider::CryptoMode};
+use parking_lot::Mutex;
+use queue_core::{
+    AcceptSessionOptions, Capabilities, DeadLetterReason, ErrorKind, Message, PeekOptions,
+    PeekedMessage, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage,
+    Result, SendOutcome, SessionReceiver, SubQueue, check_max_messages,
+};
+
+use crate::codec::{self, Outgoing};
+use crate::config::{SqsConfig, SqsCredentials, UnsessionedFifo};
+use crate::error::{map_batch_entry_error, map_sdk_error};
+use crate::queues::{QueueDirectory, QueueInfo};
+
+/// The provider's name, in receipts and errors.
+pub const NAME: &str = "sqs";
+/// The most entries of one SQS batch call.
+const MAX_BATCH_ENTRIES: usize = 10;
+/// The most bytes of one `SendMessageBatch` call (all entries together).
+const MAX_BATCH_BYTES: usize = 1_048_576;
+/// The longest long poll of one `ReceiveMessage` call.
+const MAX_LONG_POLL: Duration = Duration::from_secs(20);
+/// The longest visibility timeout SQS allows.
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// The Amazon SQS provider: standard and FIFO queues through `aws-sdk-sqs`.
+///
+/// Cloning is cheap and shares the client, its connections and the queue cache.
+#[derive(Clone)]
+pub struct SqsProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    queues: QueueDirectory,
+    capabilities: Capabilities,
+    unsessioned_fifo: UnsessionedFifo,
+    closed: AtomicBool,
+}
+
+impl fmt::Debug for SqsProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqsProvider")
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// HTTPS through rustls on `ring` (one crypto library for the whole tree), certificates checked
+/// against the system's roots.
+fn https_client() -> aws_sdk_sqs::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(TlsProvider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// What SQS can do, as the conformance suite checks it.
+fn sqs_capabilities() -> Capabilities {
+    let mut capabilities = Capabilities::default();
+    capabilities.session_order_on_receive = true;
+    capabilities.scheduling = true;
+    capabilities.abandon_with_delay = true;
+    capabilities.max_delivery_count = true;
+    capabilities.time_to_live = true;
+    capabilities.lock_renewal = true;
+    capabilities.max_message_bytes = crate::queues::DEFAULT_MAX_MESSAGE_BYTES;
+    capabilities.max_batch_messages = MAX_BATCH_ENTRIES;
+    capabilities.max_receive_messages = MAX_BATCH_ENTRIES;
+    capabilities.max_properties = codec::MAX_PROPERTIES;
+    capabilities
+}
+
+impl SqsProvider {
+    /// Builds the client (HTTPS through rustls on `ring`, certificates checked against the
+    /// system's roots) and, unless turned off, checks the credentials and every configured
+    /// queue with one cheap call each, so a wrong setting fails here and not at the first send.
+    pub async fn connect(config: SqsConfig) -> Result<Self> {
+        let endpoint = config.resolved_endpoint(|name| std::env::var(name).ok())?;
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
+        if let Some(region) = &config.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(credentials) = config.credentials.to_sdk() {
+            loader = loader.credentials_provider(credentials);
+        }
+        if let Some(endpoint) = &endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let sdk_config = loader.load().await;
+        if sdk_config.region().is_none() {
+            return Err(QueueError::new(
+                ErrorKind::Config,
+                "no AWS region: set one in SqsConfig::with_region, AWS_REGION or the profile",
+            ));
+        }
+        let provider = Self::from_client(Client::new(&sdk_config), &config);
+        if config.check_on_connect {
+            provider.check(&config.queues).await?;
+        }
+        Ok(provider)
+    }
+
+    /// A provider for an SQS server on this machine (moto, LocalStack, ElasticMQ), built
+    /// without any I/O: region `us-east-1`, the fixed credentials `test`/`test` (unless `config`
+    /// sets others), no checks. `endpoint` must be a loopback address.
+    pub fn for_local_server(endpoint: &str, config: &SqsConfig) -> Result<Self> {
+        let config = config.clone().with_endpoint(endpoint)?;
+        let url = endpoint.parse::<http::Uri>().ok();
+        if !url
+            .as_ref()
+            .and_then(http::Uri::host)
+            .is_some_and(crate::config::is_loopback)
+        {
+            return Err(QueueError::new(
+                ErrorKind::Config,
+                format!("{endpoint:?} is not a local server: use SqsProvider::connect"),
+            ));
+        }
+        let credentials = match &config.credentials {
+            SqsCredentials::Chain => SqsCredentials::fixed("test", "test"),
+            other => other.clone(),
+        }
+        .to_sdk();
+        let mut builder = aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(
+                config
+                    .region
+                    .clone()
+                    .unwrap_or_else(|| "us-east-1".to_owned()),
+            ))
+            .endpoint_url(endpoint)
+            .http_client(https_client());
+        if let Some(credentials) = credentials {
+            builder = builder.credentials_provider(credentials);
+        }
+        let sdk_config = builder.build();
+        Ok(Self::from_client(Client::from_conf(sdk_config), &config))
+    }
+
+    /// Wraps a client built elsewhere (an SSO profile, custom retries or interceptors). The
+    /// endpoint rules of [`SqsConfig::with_endpoint`] are then the caller's to keep; only the
+    /// dead-letter queue settings of `config` are used.
+    pub fn from_client(client: Client, config: &SqsConfig) -> Self {
+        SqsProvider {
+            inner: Arc::new(Inner {
+                client,
+                queues: QueueDirectory::new(config.dead_letter_queues.clone()),
+                capabilities: sqs_capabilities(),
+                unsessioned_fifo: config.unsessioned_fifo.clone(),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The SDK client, for what this provider does not cover (creating queues, say).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Checks that the credentials work and that each queue exists (caching what it learns).
+    /// Without queues, one `ListQueues` call of at most one result checks the credentials.
+    pub async fn check(&self, queues: &[QueueName]) -> Result<()> {
+        self.check_open()?;
+        if queues.is_empty() {
+            self.inner
+                .client
+                .list_queues()
+                .max_results(1)
+                .send()
+                .await
+                .map_err(|error| map_sdk_error("ListQueues", error))?;
+        }
+        for queue in queues {
+            self.validate_queue_name(queue)?;
+            self.queue(queue).await?;
+        }
+        Ok(())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(QueueError::new(
+                ErrorKind::Closed,
+                "the SQS provider was closed",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn queue(&self, name: &QueueName) -> Result<Arc<QueueInfo>> {
+        self.inner
+            .queues
+            .get(&self.inner.client, name)
+            .await
+            .map_err(|error| self.noted(name, error))
+    }
+
+    /// Forgets a cached queue that SQS says is gone, and passes the error on.
+    fn noted(&self, queue: &QueueName, error: QueueError) -> QueueError {
+        if error.kind() == ErrorKind::NotFound {
+            self.inner.queues.forget(queue);
+        }
+        error
+    }
+
+    async fn send_batch_chunk(
+        &self,
+        info: &QueueInfo,
+        chunk: &[(usize, Outgoing)],
+    ) -> Result<HashMap<usize, Result<()>>> {
+        let entries = chunk
+            .iter()
+            .map(|(index, outgoing)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .message_body(outgoing.body.clone())
+                    .set_message_attributes(Some(outgoing.attributes.clone()))
+                    .set_message_group_id(outgoing.group_id.clone())
+                    .set_message_deduplication_id(outgoing.deduplication_id.clone())
+                    .set_delay_seconds(outgoing.delay_seconds)
+                    .build()
+                    .map_err(|error| QueueError::invalid_input(format!("batch entry: {error}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let output = self
+            .inner
+            .client
+            .send_message_batch()
+            .queue_url(&info.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|error| self.noted(&info.name, map_sdk_error("SendMessageBatch", error)))?;
+        Ok(entry_results(
+            "SendMessageBatch",
+            output.successful().iter().map(|done| done.id()),
+            output.failed(),
+        ))
+    }
+
+    async fn delete_batch_chunk(
+        &self,
+        url: &str,
+        chunk: &[(usize, &SqsReceipt)],
+    ) -> Result<HashMap<usize, Result<()>>> {
+        let entries = chunk
+            .iter()
+            .map(|(index, receipt)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .receipt_handle(&receipt.handle)
+                    .build()
+                    .map_err(|error| QueueError::invalid_input(format!("batch entry: {error}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let output = self
+            .inner
+            .client
+            .delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|error| map_sdk_error("DeleteMessageBatch", error))?;
+        Ok(entry_results(
+            "DeleteMessageBatch",
+            output.successful().iter().map(|done| done.id()),
+            output.failed(),
+        ))
+    }
+
+    /// Turns SQS messages into deliveries; expired ones are deleted instead (the emulated time
+    /// to live: SQS itself only drops messages after the queue's retention period).
+    async fn deliver(
+        &self,
+        queue: &QueueName,
+        info: &Arc<QueueInfo>,
+        messages: Vec<aws_sdk_sqs::types::Message>,
+        from_dead_letter_queue: bool,
+        requested_at: SystemTime,
+    ) -> Vec<ReceivedMessage> {
+        let now = SystemTime::now();
+        let locked_until = requested_at + info.visibility_timeout;
+        let mut delivered = Vec::with_capacity(messages.len());
+        let mut expired = Vec::new();
+        for raw in messages {
+            let Some(handle) = raw.receipt_handle().map(str::to_owned) else {
+                // Without a handle the message cannot be settled; it comes back after the
+                // visibility timeout.
+                tracing::warn!(queue = %queue, sqs_message_id = raw.message_id().unwrap_or_default(), "SQS returned a message without a receipt handle");
+                continue;
+            };
+            let incoming = codec::decode(&raw, from_dead_letter_queue, now);
+            if !from_dead_letter_queue && codec::is_expired(&incoming.delivery, now) {
+                tracing::debug!(queue = %queue, message_id = %incoming.message.message_id(), "time to live passed; deleting instead of delivering");
+                expired.push(handle);
+                continue;
+            }
+            let receipt = SqsReceipt {
+                queue: Arc::clone(info),
+                handle,
+                deadline: Mutex::new(locked_until),
+                settled: AtomicBool::new(false),
+                from_dead_letter_queue,
+                raw: Arc::new(raw),
+            };
+            delivered.push(ReceivedMessage {
+                message: incoming.message,
+                delivery: incoming.delivery,
+                locked_until,
+                receipt: Receipt::new(NAME, queue.clone(), None, receipt),
+            });
+        }
+        for handle in expired {
+            // Best effort: a failed delete brings the message back, to be dropped again.
+            if let Err(error) = self.delete(&info.url, &handle, "DeleteMessage").await {
+                tracing::debug!(queue = %queue, %error, "deleting an expired message failed");
+            }
+        }
+        delivered
+    }
+
+    async fn delete(&self, url: &str, handle: &str, operation: &'static str) -> Result<()> {
+        self.inner
+            .client
+            .delete_message()
+            .queue_url(url)
+            .receipt_handle(handle)
+            .send()
+            .await
+            .map_err(|error| map_sdk_error(operation, error))?;
+        Ok(())
+    }
+
+    async fn change_visibility(&self, receipt: &SqsReceipt, timeout: Duration) -> Result<()> {
+        let seconds = i32::try_from(timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0))
+            .unwrap_or(i32::MAX);
+        self.inner
+            .client
+            .change_message_visibility()
+            .queue_url(&receipt.queue.url)
+            .receipt_handle(&receipt.handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map_err(|error| map_sdk_error("ChangeMessageVisibility", error))?;
+        Ok(())
+    }
+}
+
+/// What a receipt of this provider holds: where the message is, its handle, until when it is
+/// hidden, whether it was settled, and the message as SQS holds it (for dead-lettering).
+struct SqsReceipt {
+    queue: Arc<QueueInfo>,
+    handle: String,
+    /// The visibility deadline as this process knows it: measured from before the receive
+    /// request left, so it is never later than SQS's own.
+    deadline: Mutex<SystemTime>,
+    settled: AtomicBool,
+    from_dead_letter_queue: bool,
+    raw: Arc<aws_sdk_sqs::types::Message>,
+}
+
+impl SqsReceipt {
+    /// SQS accepts a stale receipt handle and may then silently not delete the message (its
+    /// documentation says so), so the lock is judged here: a receipt settled already, or past
+    /// its visibility deadline, is `LockLost` without a call. The message then comes back (or
+    /// already has): duplicates are possible, loss is not.
+    fn check_held(&self, now: SystemTime) -> Result<()> {
+        if self.settled.load(Ordering::Acquire) {
+            return Err(QueueError::new(
+                ErrorKind::LockLost,
+                "the message was already settled with this receipt",
+            ));
+        }
+        if now >= *self.deadline.lock() {
+            return Err(QueueError::new(
+                ErrorKind::LockLost,
+                format!(
+                    "the visibility timeout of the message passed at {} ms since the epoch; \
+                     receive it again",
+                    codec::millis(*self.deadline.lock())
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn mark_settled(&self) {
+        self.settled.store(true, Ordering::Release);
+    }
+}
+
+fn unsupported(what: &str) -> QueueError {
+    QueueError::unsupported(NAME, what)
+}
+
+/// The per-entry outcome of a batch call, by entry index (the batch entry ids are indexes).
+fn entry_results<'a>(
+    operation: &'static str,
+    successful: impl Iterator<Item = &'a str>,
+    failed: &[BatchResultErrorEntry],
+) -> HashMap<usize, Result<()>> {
+    let mut results = HashMap::new();
+    for id in successful {
+        if let Ok(index) = id.parse::<usize>() {
+            results.insert(index, Ok(()));
+        }
+    }
+    for failure in failed {
+        if let Ok(index) = failure.id().parse::<usize>() {
+            let error = map_batch_entry_error(
+                operation,
+                failure.code(),
+                failure.message(),
+                failure.sender_fault(),
+            );
+            results.insert(index, Err(error));
+        }
+    }
+    results
+}
+
+/// Splits indexed items into chunks of at most `MAX_BATCH_ENTRIES` and `max_bytes`.
+fn chunks<T>(
+    items: Vec<(usize, T)>,
+    size: impl Fn(&T) -> usize,
+    max_bytes: usize,
+) -> Vec<Vec<(usize, T)>> {
+    let mut chunks: Vec<Vec<(usize, T)>> = Vec::new();
+    let mut bytes = 0;
+    for (index, item) in items {
+        let item_size = size(&item);
+        let fits = chunks
+            .last()
+            .is_some_and(|chunk| chunk.len() < MAX_BATCH_ENTRIES && bytes + item_size <= max_bytes);
+        if !fits {
+            chunks.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += item_size;
+        if let Some(chunk) = chunks.last_mut() {
+            chunk.push((index, item));
+        }
+    }
+    chunks
+}
+
+/// Files one chunk's outcome into per-entry results. A failed call fails the whole batch when
+/// nothing was done yet (the caller learns it at once), and each of its entries otherwise.
+fn file_chunk_results<T>(
+    results: &mut [Option<Result<T>>],
+    chunk: impl Iterator<Item = usize>,
+    outcome: Result<HashMap<usize, Result<()>>>,
+    anything_done: bool,
+    done: impl Fn(usize) -> T,
+) -> Result<()> {
+    match outcome {
+        Ok(mut reported) => {
+            for index in chunk {
+                results[index] = Some(match reported.remove(&index) {
+                    Some(Ok(())) => Ok(done(index)),
+                    Some(Err(error)) => Err(error),
+                    None => Err(QueueError::new(
+                        ErrorKind::Provider,
+                        "SQS reported neither success nor failure for this batch entry",
+                    )),
+                });
+            }
+            Ok(())
+        }
+        Err(error) if !anything_done => Err(error),
+        Err(error) => {
+            for index in chunk {
+                results[index] = Some(Err(QueueError::new(
+                    error.kind(),
+                    error.message().to_owned(),
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl QueueProvider for SqsProvider {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.inner.capabilities
+    }
+
+    /// SQS names: 1 to 80 ASCII letters, digits, `-` and `_`, a FIFO queue's ending in `.fifo`
+    /// (counted in the 80).
+    fn validate_queue_name(&self, queue: &QueueName) -> Result<()> {
+        let name = queue.as_str();
+        let stem = name.strip_suffix(".fifo").unwrap_or(name);
+        if name.len() > 80 {
+            return Err(QueueError::invalid_input(format!(
+                "SQS queue names are at most 80 characters; {name:?} has {}",
+                name.len()
+            )));
+        }
+        if stem.is_empty()
+            || !stem
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        {
+            return Err(QueueError::invalid_input(format!(
+                "SQS queue name {name:?}: only ASCII letters, digits, '-' and '_' are allowed, \
+                 with '.fifo' at the end of a FIFO queue's name"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn send(&self, queue: &QueueName, message: Message) -> Result<SendOutcome> {
+        self.check_open()?;
+        self.validate_queue_name(queue)?;
+        let info = self.queue(queue).await?;
+        let outgoing = codec::encode(
+            &message,
+            &info,
+            &self.inner.unsessioned_fifo,
+            SystemTime::now(),
+        )?;
+        self.inner
+            .client
+            .send_message()
+            .queue_url(&info.url)
+            .message_body(outgoing.body)
+            .set_message_attributes(Some(outgoing.attributes))
+            .set_message_group_id(outgoing.group_id)
+            .set_message_deduplication_id(outgoing.deduplication_id)
+            .set_delay_seconds(outgoing.delay_seconds)
+            .send()
+            .await
+            .map_err(|error| self.noted(queue, map_sdk_error("SendMessage", error)))?;
+        Ok(SendOutcome {
+            message_id: message.message_id().clone(),
+            sequence_number: None,
+        })
+    }
+
+    async fn send_batch(
+        &self,
+        queue: &QueueName,
+        messages: Vec<Message>,
+    ) -> Result<Vec<Result<SendOutcome>>> {
+        self.check_open()?;
+        self.validate_queue_name(queue)?;
+        let info = self.queue(queue).await?;
+        let now = SystemTime::now();
+        let mut results: Vec<Option<Result<SendOutcome>>> = Vec::with_capacity(messages.len());
+        let mut ready = Vec::with_capacity(messages.len());
+        for (index, message) in messages.iter().enumerate() {
+            match codec::encode(message, &info, &self.inner.unsessioned_fifo, now) {
+                Ok(outgoing) => {
+                    results.push(None);
+                    ready.push((index, outgoing));
+                }
+                Err(error) => results.push(Some(Err(error))),
+            }
+        }
+        let mut anything_sent = false;
+        for chunk in chunks(ready, |outgoing| outgoing.size, MAX_BATCH_BYTES) {
+            let outcome = self.send_batch_chunk(&info, &chunk).await;
+            let sent = outcome.is_ok();
+            file_chunk_results(
+                &mut results,
+                chunk.iter().map(|(index, _)| *index),
+                outcome,
+                anything_sent,
+                |index| SendOutcome {
+                    message_id: messages[index].message_id().clone(),
+                    sequence_number: None,
+                },
+            )?;
+            anything_sent |= sent;
+        }
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(QueueError::new(
+                        ErrorKind::Provider,
+                        "batch entry was not sent",
+                    ))
+                })
+            })
+            .collect())
+    }
+
+    async fn receive(
+        &self,
+        queue: &QueueName,
+        options: ReceiveOptions,
+    ) -> Result<Vec<ReceivedMessage>> {
+        self.check_open()?;
+        self.validate_queue_name(queue)?;
+        let max = check_max_messages(options.max_messages, &self.inner.capabilities)?;
+        let from_dead_letter_queue = options.sub_queue == SubQueue::DeadLetter;
+        let main = self.queue(queue).await?;
+        let info = if from_dead_letter_queue {
+            self.inner
+                .queues
+                .dead_letter_of(&self.inner.client, &main)
+                .await?
+        } else {
+            main
+        };
+        let deadline = tokio::time::Instant::now() + options.wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            // Whole seconds, rounded up so a wait is never cut short, at most SQS's 20.
+            let poll = left.min(MAX_LONG_POLL);
+            let poll_seconds = poll.as_secs() + u64::from(poll.subsec_nanos() > 0);
+            let requested_at = SystemTime::now();
+            let mut request = self
+                .inner
+                .client
+                .receive_message()
+                .queue_url(&info.url)
+                .max_number_of_messages(i32::try_from(max).unwrap_or(10))
+                .wait_time_seconds(i32::try_from(poll_seconds).unwrap_or(20))
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+                .message_attribute_names("All");
+            if info.fifo {
+                // Lets the SDK's retry of a lost response get the same messages back instead
+                // of leaving them hidden until their visibility timeout.
+                request = request.receive_request_attempt_id(uuid::Uuid::new_v4().to_string());
+            }
+            let output = request
+                .send()
+                .await
+                .map_err(|error| self.noted(&info.name, map_sdk_error("ReceiveMessage", error)))?;
+            let messages = output.messages.unwrap_or_default();
+            let delivered = self
+                .deliver(queue, &info, messages, from_dead_letter_queue, requested_at)
+                .await;
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !delivered.is_empty() || remaining < Duration::from_millis(50) {
+                return Ok(delivered);
+            }
+        }
+    }
+
+    async fn peek(&self, _queue: &QueueName, _options: PeekOptions) -> Result<Vec<PeekedMessage>> {
+        Err(unsupported(
+            "peeking (SQS has no way to read a message without receiving it)",
+        ))
+    }
+
+    async fn complete(&self, receipt: &Receipt) -> Result<()> {
+        let data = receipt.data::<SqsReceipt>(NAME)?;
+        self.check_open()?;
+        data.check_held(SystemTime::now())?;
+        self.delete(&data.queue.url, &data.handle, "DeleteMessage")
+            .await?;
+        data.mark_settled();
+        Ok(())
+    }
+
+    /// `DeleteMessageBatch`, ten receipts a call, grouped by queue.
+    async fn complete_batch(&self, receipts: &[Receipt]) -> Result<Vec<Result<()>>> {
+        self.check_open()?;
+        let now = SystemTime::now();
+        let mut results: Vec<Option<Result<()>>> = Vec::with_capacity(receipts.len());
+        let mut by_queue: HashMap<&str, Vec<(usize, &SqsReceipt)>> = HashMap::new();
+        for (index, receipt) in receipts.iter().enumerate() {
+            match receipt
+                .data::<SqsReceipt>(NAME)
+                .and_then(|data| data.check_held(now).map(|()| data))
+            {
+                Ok(data) => {
+                    results.push(None);
+                    by_queue
+                        .entry(&data.queue.url)
+                        .or_default()
+                        .push((index, data));
+                }
+                Err(error) => results.push(Some(Err(error))),
+            }
+        }
+        let mut anything_deleted = false;
+        for (url, entries) in by_queue {
+            for chunk in chunks(entries, |_| 0, usize::MAX) {
+                let outcome = self.delete_batch_chunk(url, &chunk).await;
+                let deleted = outcome.is_ok();
+                file_chunk_results(
+                    &mut results,
+                    chunk.iter().map(|(index, _)| *index),
+                    outcome,
+                    anything_deleted,
+                    |_| (),
+                )?;
+                for (index, data) in &chunk {
+                    if matches!(results[*index], Some(Ok(()))) {
+                        data.mark_settled();
+                    }
+                }
+                anything_deleted |= deleted;
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(QueueError::new(
+                        ErrorKind::Provider,
+                        "receipt was not settled",
+                    ))
+                })
+            })
+            .collect())
+    }
+
+    /// `ChangeMessageVisibility` to zero, or to the delay (at most 12 hours).
+    async fn abandon(&self, receipt: &Receipt, delay: Option<Duration>) -> Result<()> {
+        let data = receipt.data::<SqsReceipt>(NAME)?;
+        self.check_open()?;
+        let delay = delay.unwrap_or_default();
+        if delay > MAX_VISIBILITY {
+            return Err(QueueError::invalid_input(format!(
+                "SQS hides a message for at most 12 hours; abandon asked for {} s",
+                delay.as_secs()
+            )));
+        }
+        data.check_held(SystemTime::now())?;
+        self.change_visibility(data, delay).await?;
+        data.mark_settled();
+        Ok(())
+    }
+
+    /// Copies the message to the dead-letter queue with the reason, **then** deletes it: a
+    /// failure between the two leaves it in both queues (a duplicate), never in neither. On a
+    /// FIFO dead-letter queue the copy's deduplication id is derived from SQS's message id, so a
+    /// retried dead-letter call within five minutes does not even duplicate.
+    async fn dead_letter(&self, receipt: &Receipt, reason: DeadLetterReason) -> Result<()> {
+        let data = receipt.data::<SqsReceipt>(NAME)?;
+        self.check_open()?;
+        if data.from_dead_letter_queue {
+            return Err(QueueError::invalid_input(
+                "the message is in the dead-letter queue already",
+            ));
+        }
+        data.check_held(SystemTime::now())?;
+        let target = self
+            .inner
+            .queues
+            .dead_letter_of(&self.inner.client, &data.queue)
+            .await?;
+        let raw = &data.raw;
+        let sqs_id = raw.message_id().unwrap_or_default();
+        let attributes = codec::dead_letter_attributes(raw.message_attributes(), &reason, sqs_id)?;
+        let group_id = raw
+            .attributes()
+            .and_then(|system| system.get(&MessageSystemAttributeName::MessageGroupId))
+            .cloned();
+        let (group_id, deduplication_id) = if target.fifo {
+            (
+                Some(group_id.unwrap_or_else(|| "dead-letter".to_owned())),
+                Some(format!("dl-{sqs_id}").chars().take(128).collect::<String>()),
+            )
+        } else {
+            (group_id, None)
+        };
+        self.inner
+            .client
+            .send_message()
+            .queue_url(&target.url)
+            .message_body(raw.body().unwrap_or(codec::EMPTY_BODY))
+            .set_message_attributes(Some(attributes))
+            .set_message_group_id(group_id)
+            .set_message_deduplication_id(deduplication_id)
+            .send()
+            .await
+            .map_err(|error| map_sdk_error("SendMessage (dead-letter copy)", error))?;
+        tracing::debug!(queue = %receipt.queue(), dead_letter_queue = %target.name, reason = %reason.reason, "copied to the dead-letter queue; deleting the original");
+        self.delete(
+            &data.queue.url,
+            &data.handle,
+            "DeleteMessage (after dead-letter copy)",
+        )
+        .await?;
+        data.mark_settled();
+        Ok(())
+    }
+
+    /// `ChangeMessageVisibility` to the queue's visibility timeout, counted from now.
+    async fn renew_lock(&self, receipt: &Receipt) -> Result<SystemTime> {
+        let data = receipt.data::<SqsReceipt>(NAME)?;
+        self.check_open()?;
+        data.check_held(SystemTime::now())?;
+        let requested_at = SystemTime::now();
+        self.change_visibility(data, data.queue.visibility_timeout)
+            .await?;
+        let deadline = requested_at + data.queue.visibility_timeout;
+        *data.deadline.lock() = deadline;
+        Ok(deadline)
+    }
+
+    async fn accept_session(
+        &self,
+        _queue: &QueueName,
+        _options: AcceptSessionOptions,
+    ) -> Result<Option<Box<dyn SessionReceiver>>> {
+        Err(unsupported(
+            "accepting sessions: SQS has no session lock; on a FIFO queue plain receive keeps \
+             each session's order (Capabilities::session_order_on_receive)",
+        ))
+    }
+
+    async fn cancel_scheduled(&self, _queue: &QueueName, _sequence_number: u64) -> Result<()> {
+        Err(unsupported(
+            "cancelling a scheduled message (SQS has no sequence numbers to name one)",
+        ))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider() -> SqsProvider {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .build();
+        SqsProvider::from_client(Client::from_conf(config), &SqsConfig::new())
+    }
+
+    #[test]
+    fn queue_names_follow_sqs_rules() {
+        let provider = provider();
+        for ok in ["orders", "orders-2024_v1", "events.fifo", &"q".repeat(80)] {
+            provider
+                .validate_queue_name(&QueueName::new(ok).expect("valid"))
+                .unwrap_or_else(|error| panic!("{ok}: {error}"));
+        }
+        for bad in ["a/b", "orders.v1", ".fifo", &"q".repeat(81), "x.fifo.fifo"] {
+            let error = provider
+                .validate_queue_name(&QueueName::new(bad).expect("valid"))
+                .expect_err(bad);
+            assert_eq!(error.kind(), ErrorKind::InvalidInput, "{bad}");
+        }
+    }
+
+    #[test]
+    fn chunks_respect_count_and_bytes() {
+        let items: Vec<(usize, usize)> = (0..25).map(|index| (index, 100)).collect();
+        let split = chunks(items, |size| *size, 1_000);
+        assert_eq!(split.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
+        let items: Vec<(usize, usize)> = (0..5).map(|index| (index, 400)).collect();
+        let split = chunks(items, |size| *size, 1_000);
+        assert_eq!(split.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    }
+
+    #[tokio::test]
+    async fn what_sqs_cannot_do_is_unsupported() {
+        let provider = provider();
+        let queue = QueueName::new("q").expect("valid");
+        let error = provider
+            .peek(&queue, PeekOptions::new(1))
+            .await
+            .expect_err("no peek");
+        assert_eq!(error.kind(), ErrorKind::Unsupported);
+        let error = provider
+            .cancel_scheduled(&queue, 1)
+            .await
+            .expect_err("no cancel");
+        assert_eq!(error.kind(), ErrorKind::Unsupported);
+        provider.close().await.expect("close");
+        let error = provider
+            .send(&queue, Message::new("x"))
+            .await
+            .expect_err("closed");
+        assert_eq!(error.kind(), ErrorKind::Closed);
+    }
+}
