@@ -241,6 +241,7 @@ fn clippy(root: &Path) -> Result<()> {
                 "-p",
                 &package,
                 "--all-targets",
+                "--all-features",
                 "--",
                 "-D",
                 "warnings",
@@ -255,8 +256,17 @@ fn clippy(root: &Path) -> Result<()> {
 fn test(root: &Path) -> Result<()> {
     let moto = moto::MotoServer::start(root)?;
     let sqs = [(moto::ENDPOINT_VARIABLE, moto.endpoint())];
-    cargo(root, &["test", "--workspace", "--all-targets"], &sqs)?;
-    cargo(root, &["test", "--workspace", "--doc"], &[])
+    // Every feature, so the optional providers of the facade (`sqs`) are tested too.
+    cargo(
+        root,
+        &["test", "--workspace", "--all-targets", "--all-features"],
+        &sqs,
+    )?;
+    cargo(
+        root,
+        &["test", "--workspace", "--doc", "--all-features"],
+        &[],
+    )
 }
 
 fn quickstart(root: &Path) -> Result<()> {
@@ -268,7 +278,7 @@ fn quickstart(root: &Path) -> Result<()> {
 fn doc(root: &Path) -> Result<()> {
     cargo(
         root,
-        &["doc", "--workspace", "--no-deps"],
+        &["doc", "--workspace", "--no-deps", "--all-features"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )
 }

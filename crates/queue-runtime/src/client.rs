@@ -98,6 +98,29 @@ impl QueueClient {
                     None => Ok(client),
                 }
             }
+            #[cfg(feature = "sqs")]
+            ProviderConfig::Sqs(_) => Err(QueueError::new(
+                queue_core::ErrorKind::Config,
+                "the SQS provider connects asynchronously: use QueueClient::connect",
+            )),
+        }
+    }
+
+    /// A client built from a validated configuration, for every provider: SQS connects
+    /// asynchronously (it checks its credentials and queues at connect, unless told not to).
+    pub async fn connect(config: &ClientConfig) -> Result<Self> {
+        match &config.provider {
+            #[cfg(feature = "sqs")]
+            ProviderConfig::Sqs(settings) => {
+                let provider = queue_sqs::SqsProvider::connect(settings.clone()).await?;
+                let client = QueueClient::new(Arc::new(provider));
+                match &config.security {
+                    Some(security) => Ok(client.with_security(security.build()?)),
+                    None => Ok(client),
+                }
+            }
+            #[allow(unreachable_patterns)]
+            _ => QueueClient::from_config(config),
         }
     }
 
@@ -272,6 +295,23 @@ impl QueueClient {
         }
         debug!(messaging.message.id = %message.message_id(), ok = outcome.is_ok(), "complete");
         outcome
+    }
+
+    /// Settles several deliveries as done in as few broker calls as the provider can make
+    /// (SQS: one `DeleteMessageBatch` per ten). One result per message, in order; the sealed
+    /// ones settled are remembered by the replay guard.
+    pub async fn complete_batch(&self, messages: &[ReceivedMessage]) -> Result<Vec<Result<()>>> {
+        let receipts: Vec<Receipt> = messages.iter().map(|m| m.receipt.clone()).collect();
+        let results = self.provider.complete_batch(&receipts).await?;
+        if let Some(security) = &self.security {
+            for (message, result) in messages.iter().zip(&results) {
+                if result.is_ok() {
+                    security.completed(message);
+                }
+            }
+        }
+        debug!(count = messages.len(), "complete_batch");
+        Ok(results)
     }
 
     /// Gives a delivery back, to be delivered again (after `delay`, where supported).

@@ -16,6 +16,18 @@
 //! lock_duration = "5s"
 //! max_delivery_count = 3
 //!
+//! # Or Amazon SQS (the `sqs` feature; connect with `QueueClient::connect`). Credentials come
+//! # from the standard AWS chain, never from this file.
+//! # provider = "sqs"
+//! # [sqs]
+//! # region = "eu-west-1"
+//! # endpoint = "http://127.0.0.1:4566"       # https, or http to a loopback address only
+//! # check_on_connect = true                  # credentials and each queue below, at connect
+//! # queues = ["orders", "pr-events.fifo"]
+//! # unsessioned_fifo = "reject"              # or "group-per-message", "group:<name>"
+//! # [sqs.dead_letter_queues]                 # when no redrive policy names one
+//! # orders = "orders-dlq"
+//!
 //! # Keys make the client seal and open (see `docs/security.md`); the policy below is the
 //! # default, secure one and may be left out.
 //! [security]
@@ -151,6 +163,9 @@ pub enum ProviderConfig {
     /// The embedded broker.
     #[cfg(feature = "memory")]
     Memory(MemorySettings),
+    /// Amazon SQS. Connect with [`QueueClient::connect`](crate::QueueClient::connect).
+    #[cfg(feature = "sqs")]
+    Sqs(queue_sqs::SqsConfig),
 }
 
 /// Settings of the embedded broker.
@@ -287,7 +302,26 @@ impl fmt::Display for Secret {
 struct RawConfig {
     provider: Option<String>,
     memory: Option<RawMemory>,
+    // Read only when the `sqs` feature is on; accepted (and then refused by name) without it.
+    #[cfg_attr(not(feature = "sqs"), allow(dead_code))]
+    sqs: Option<RawSqs>,
     security: Option<RawSecurity>,
+}
+
+/// `[sqs]`: credentials are never read from the file; they come from the standard AWS chain
+/// (environment, profile, web identity, ECS, IMDS).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(feature = "sqs"), allow(dead_code))]
+struct RawSqs {
+    region: Option<String>,
+    endpoint: Option<String>,
+    check_on_connect: Option<bool>,
+    #[serde(default)]
+    queues: Vec<String>,
+    #[serde(default)]
+    dead_letter_queues: std::collections::BTreeMap<String, String>,
+    unsessioned_fifo: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -492,6 +526,8 @@ fn validate(raw: RawConfig) -> Result<ClientConfig, ConfigError> {
             raw.memory.unwrap_or_default(),
             &mut problems,
         ))),
+        #[cfg(feature = "sqs")]
+        "sqs" => validate_sqs(raw.sqs.unwrap_or_default(), &mut problems).map(ProviderConfig::Sqs),
         _ => {
             problems.push(problem(
                 "provider",
@@ -510,6 +546,63 @@ fn validate(raw: RawConfig) -> Result<ClientConfig, ConfigError> {
         Some(provider) if problems.is_empty() => Ok(ClientConfig { provider, security }),
         _ => Err(ConfigError { problems }),
     }
+}
+
+#[cfg(feature = "sqs")]
+fn validate_sqs(raw: RawSqs, problems: &mut Vec<ConfigProblem>) -> Option<queue_sqs::SqsConfig> {
+    let before = problems.len();
+    let mut config = queue_sqs::SqsConfig::new();
+    if let Some(region) = raw.region {
+        config = config.with_region(region);
+    }
+    if let Some(endpoint) = raw.endpoint {
+        match config.clone().with_endpoint(endpoint) {
+            Ok(with_endpoint) => config = with_endpoint,
+            Err(error) => problems.push(problem("sqs.endpoint", error.message())),
+        }
+    }
+    if let Some(check) = raw.check_on_connect {
+        config = config.with_check_on_connect(check);
+    }
+    for (index, name) in raw.queues.iter().enumerate() {
+        match queue_core::QueueName::new(name) {
+            Ok(queue) => config = config.with_queue(queue),
+            Err(error) => problems.push(problem(format!("sqs.queues[{index}]"), error.message())),
+        }
+    }
+    for (queue, dead_letter) in &raw.dead_letter_queues {
+        match (
+            queue_core::QueueName::new(queue),
+            queue_core::QueueName::new(dead_letter),
+        ) {
+            (Ok(queue), Ok(dead_letter)) => {
+                config = config.with_dead_letter_queue(queue, dead_letter);
+            }
+            (Err(error), _) | (_, Err(error)) => problems.push(problem(
+                format!("sqs.dead_letter_queues.{queue}"),
+                error.message(),
+            )),
+        }
+    }
+    match raw.unsessioned_fifo.as_deref() {
+        None | Some("reject") => {}
+        Some("group-per-message") => {
+            config = config.with_unsessioned_fifo(queue_sqs::UnsessionedFifo::GroupPerMessage);
+        }
+        Some(other) => match other.strip_prefix("group:") {
+            Some(group) if !group.is_empty() => {
+                config = config
+                    .with_unsessioned_fifo(queue_sqs::UnsessionedFifo::Group(group.to_owned()));
+            }
+            _ => problems.push(problem(
+                "sqs.unsessioned_fifo",
+                format!(
+                    "{other:?}: expected \"reject\", \"group-per-message\" or \"group:<name>\""
+                ),
+            )),
+        },
+    }
+    (problems.len() == before).then_some(config)
 }
 
 fn validate_security(
@@ -729,7 +822,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        let ProviderConfig::Memory(memory) = config.provider;
+        let memory = memory_settings(config);
         assert_eq!(memory.max_message_bytes, 1024);
         assert!(!memory.auto_create_queues);
         assert_eq!(memory.lock_duration, Duration::from_secs(10));
@@ -844,7 +937,7 @@ key_fle = \"k\"",
     #[test]
     fn an_empty_file_means_memory_with_defaults() {
         let config = ClientConfig::from_toml_str("").unwrap();
-        let ProviderConfig::Memory(memory) = config.provider;
+        let memory = memory_settings(config);
         assert_eq!(memory, MemorySettings::default());
     }
 
@@ -897,9 +990,76 @@ key_fle = \"k\"",
     fn unknown_and_absent_providers_are_explained() {
         let error = ClientConfig::from_toml_str("provider = \"kafka\"").unwrap_err();
         assert!(error.to_string().contains("memory, sqs, azure"), "{error}");
-        let error = ClientConfig::from_toml_str("provider = \"sqs\"").unwrap_err();
+        let error = ClientConfig::from_toml_str("provider = \"azure\"").unwrap_err();
         assert!(
-            error.to_string().contains("enable the `sqs` feature"),
+            error.to_string().contains("enable the `azure` feature"),
+            "{error}"
+        );
+    }
+
+    fn memory_settings(config: ClientConfig) -> MemorySettings {
+        match config.provider {
+            ProviderConfig::Memory(memory) => memory,
+            #[allow(unreachable_patterns)]
+            other => panic!("expected the memory provider, got {other:?}"),
+        }
+    }
+
+    #[cfg(feature = "sqs")]
+    #[test]
+    fn sqs_settings_are_read_and_checked() {
+        let config = ClientConfig::from_toml_str(
+            r#"
+            provider = "sqs"
+            [sqs]
+            region = "eu-west-1"
+            endpoint = "http://127.0.0.1:4566"
+            queues = ["orders", "events.fifo"]
+            unsessioned_fifo = "group:all"
+            [sqs.dead_letter_queues]
+            orders = "orders-dlq"
+            "#,
+        )
+        .unwrap();
+        let ProviderConfig::Sqs(sqs) = config.provider else {
+            panic!("expected sqs");
+        };
+        let shown = format!("{sqs:?}");
+        for part in [
+            "eu-west-1",
+            "127.0.0.1:4566",
+            "events.fifo",
+            "orders-dlq",
+            "all",
+        ] {
+            assert!(shown.contains(part), "{part} missing from {shown}");
+        }
+        let error = ClientConfig::from_toml_str(
+            r#"
+            provider = "sqs"
+            [sqs]
+            endpoint = "http://10.1.2.3:4566"
+            queues = ["bad name"]
+            unsessioned_fifo = "sometimes"
+            secret_access_key = "never here"
+            "#,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("secret_access_key"), "{error}");
+        let error = ClientConfig::from_toml_str(
+            r#"
+            provider = "sqs"
+            [sqs]
+            endpoint = "http://10.1.2.3:4566"
+            queues = ["bad name"]
+            unsessioned_fifo = "sometimes"
+            "#,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = error.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["sqs.endpoint", "sqs.queues[0]", "sqs.unsessioned_fifo"],
             "{error}"
         );
     }
@@ -914,7 +1074,7 @@ key_fle = \"k\"",
         ]
         .into();
         let config = ClientConfig::from_vars(|name| vars.get(name).map(|v| v.to_string())).unwrap();
-        let ProviderConfig::Memory(memory) = config.provider;
+        let memory = memory_settings(config);
         assert_eq!(memory.lock_duration, Duration::from_secs(7));
         assert_eq!(memory.max_delivery_count, 2);
         assert!(!memory.auto_create_queues);
@@ -939,7 +1099,7 @@ key_fle = \"k\"",
             ClientConfig::from_vars(|name| (name == "QUEUE_RUNTIME_CONFIG").then(|| file.clone()))
                 .unwrap();
         std::fs::remove_file(&path).unwrap();
-        let ProviderConfig::Memory(memory) = config.provider;
+        let memory = memory_settings(config);
         assert_eq!(memory.max_delivery_count, 5);
     }
 

@@ -1,8 +1,8 @@
 #![doc = include_str!("../README.md")]
 
 // A client needs at least one provider to talk to.
-#[cfg(not(feature = "memory"))]
-compile_error!("queue-runtime needs at least one provider feature: enable `memory`");
+#[cfg(not(any(feature = "memory", feature = "sqs")))]
+compile_error!("queue-runtime needs at least one provider feature: enable `memory` or `sqs`");
 
 mod client;
 pub mod config;
@@ -27,6 +27,10 @@ pub use queue_keys as keys;
 /// The embedded broker ([`queue_memory`]).
 #[cfg(feature = "memory")]
 pub use queue_memory as memory;
+
+/// The Amazon SQS provider ([`queue_sqs`]).
+#[cfg(feature = "sqs")]
+pub use queue_sqs as sqs;
 
 /// The names an application uses every day.
 pub mod prelude {

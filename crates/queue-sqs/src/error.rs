@@ -46,15 +46,18 @@ where
         }
         _ => (ErrorKind::Provider, "unexpected SDK failure".to_owned()),
     };
-    QueueError::new(
-        kind,
+    // A service error's code and message say it all; a transport failure's cause is deeper.
+    let message = if matches!(error, SdkError::ServiceError(_)) {
+        format!("SQS {operation} failed: {detail}")
+    } else {
         format!(
-            "SQS {operation} failed: {detail}; {}",
+            "SQS {operation} failed: {detail}: {}",
             DisplayErrorContext(&error)
-        ),
-    )
-    .with_operation(operation)
-    .with_source(error)
+        )
+    };
+    QueueError::new(kind, message)
+        .with_operation(operation)
+        .with_source(error)
 }
 
 /// Maps an error of one entry of a batch call.

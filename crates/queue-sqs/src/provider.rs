@@ -294,10 +294,10 @@ impl SqsProvider {
         info: &Arc<QueueInfo>,
         messages: Vec<aws_sdk_sqs::types::Message>,
         from_dead_letter_queue: bool,
-        requested_at: SystemTime,
+        responded_at: SystemTime,
     ) -> Vec<ReceivedMessage> {
         let now = SystemTime::now();
-        let locked_until = requested_at + info.visibility_timeout;
+        let locked_until = visibility_deadline(responded_at, info.visibility_timeout);
         let mut delivered = Vec::with_capacity(messages.len());
         let mut expired = Vec::new();
         for raw in messages {
@@ -406,6 +406,15 @@ impl SqsReceipt {
     fn mark_settled(&self) {
         self.settled.store(true, Ordering::Release);
     }
+}
+
+/// When a message hidden for `timeout` becomes visible again, as this process can tell. SQS
+/// starts the clock when it picks the message, somewhere in the request (for a long poll, near
+/// its end), and does not say when; the response's arrival is later than that by the trip
+/// back, so a margin (a tenth of the timeout, at most half a second) keeps the estimate early.
+fn visibility_deadline(responded_at: SystemTime, timeout: Duration) -> SystemTime {
+    let margin = (timeout / 10).min(Duration::from_millis(500));
+    responded_at + timeout - margin
 }
 
 fn unsupported(what: &str) -> QueueError {
@@ -634,7 +643,6 @@ impl QueueProvider for SqsProvider {
             // Whole seconds, rounded up so a wait is never cut short, at most SQS's 20.
             let poll = left.min(MAX_LONG_POLL);
             let poll_seconds = poll.as_secs() + u64::from(poll.subsec_nanos() > 0);
-            let requested_at = SystemTime::now();
             let mut request = self
                 .inner
                 .client
@@ -655,9 +663,10 @@ impl QueueProvider for SqsProvider {
                 .send()
                 .await
                 .map_err(|error| self.noted(&info.name, map_sdk_error("ReceiveMessage", error)))?;
+            let responded_at = SystemTime::now();
             let messages = output.messages.unwrap_or_default();
             let delivered = self
-                .deliver(queue, &info, messages, from_dead_letter_queue, requested_at)
+                .deliver(queue, &info, messages, from_dead_letter_queue, responded_at)
                 .await;
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if !delivered.is_empty() || remaining < Duration::from_millis(50) {
@@ -813,10 +822,9 @@ impl QueueProvider for SqsProvider {
         let data = receipt.data::<SqsReceipt>(NAME)?;
         self.check_open()?;
         data.check_held(SystemTime::now())?;
-        let requested_at = SystemTime::now();
         self.change_visibility(data, data.queue.visibility_timeout)
             .await?;
-        let deadline = requested_at + data.queue.visibility_timeout;
+        let deadline = visibility_deadline(SystemTime::now(), data.queue.visibility_timeout);
         *data.deadline.lock() = deadline;
         Ok(deadline)
     }
