@@ -1,0 +1,230 @@
+//! Steady-state throughput against the local SQS server `cargo xtask bench` starts, next to the
+//! same work done with raw `aws-sdk-sqs` calls in the same run.
+//!
+//! The shape (the issue's): 2,000 messages of 1 KiB; send a batch of 10, receive them, complete
+//! them in one batch, repeat, so the queue stays shallow (moto scans the whole queue on every
+//! call). Three ways, each run [`ROUNDS`] times, interleaved so drift hits them alike:
+//! - `raw sdk`: `SendMessageBatch`, `ReceiveMessage`, `DeleteMessageBatch`, nothing else;
+//! - `provider`: the same through `SqsProvider` (encoding, size checks, receipts);
+//! - `sealed`: through the secure `QueueClient` (every message sealed and opened).
+//!
+//! Reported: messages per second (median round) and client CPU per message (user + system time
+//! of this process, which is only the client: moto runs in its own).
+
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cpu_time::ProcessTime;
+use queue_runtime::QueueClient;
+use queue_runtime::core::{Message, QueueName, QueueProvider, ReceiveOptions};
+use queue_runtime::crypto::{Key, KeyId, KeyMaterial, KeyState, Keyset};
+use queue_runtime::keys::{KeyRing, StaticKeys};
+use queue_runtime::security::Security;
+use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter};
+use queue_sqs::sdk::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use queue_sqs::{SqsConfig, SqsProvider};
+
+const MESSAGES: usize = 2_000;
+const BATCH: usize = 10;
+const BODY_BYTES: usize = 1024;
+const ROUNDS: usize = 3;
+
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    seconds: f64,
+    cpu_seconds: f64,
+}
+
+fn body() -> String {
+    "x".repeat(BODY_BYTES)
+}
+
+async fn raw_sdk(provider: &SqsProvider, url: &str) -> Round {
+    let client = provider.client();
+    let body = body();
+    let (started, cpu) = (Instant::now(), ProcessTime::now());
+    for _ in 0..MESSAGES / BATCH {
+        let entries = (0..BATCH)
+            .map(|index| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .message_body(body.clone())
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        client
+            .send_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+        let mut handles = Vec::with_capacity(BATCH);
+        while handles.len() < BATCH {
+            let output = client
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages((BATCH - handles.len()) as i32)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            for message in output.messages() {
+                assert_eq!(message.body().map(str::len), Some(BODY_BYTES));
+                handles.push(message.receipt_handle().unwrap().to_owned());
+            }
+        }
+        let entries = handles
+            .iter()
+            .enumerate()
+            .map(|(index, handle)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .receipt_handle(handle)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        client
+            .delete_message_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .unwrap();
+    }
+    finish(started, cpu)
+}
+
+async fn through_provider(provider: &SqsProvider, queue: &QueueName) -> Round {
+    let body = body();
+    let (started, cpu) = (Instant::now(), ProcessTime::now());
+    for _ in 0..MESSAGES / BATCH {
+        let batch = (0..BATCH).map(|_| Message::new(body.clone())).collect();
+        for result in provider.send_batch(queue, batch).await.unwrap() {
+            result.unwrap();
+        }
+        let mut receipts = Vec::with_capacity(BATCH);
+        while receipts.len() < BATCH {
+            let options = ReceiveOptions::new(BATCH - receipts.len(), Duration::from_secs(1));
+            for message in provider.receive(queue, options).await.unwrap() {
+                assert_eq!(message.body().len(), BODY_BYTES);
+                receipts.push(message.receipt);
+            }
+        }
+        for result in provider.complete_batch(&receipts).await.unwrap() {
+            result.unwrap();
+        }
+    }
+    finish(started, cpu)
+}
+
+async fn sealed(client: &QueueClient, queue: &QueueName) -> Round {
+    let body = body();
+    let (started, cpu) = (Instant::now(), ProcessTime::now());
+    for _ in 0..MESSAGES / BATCH {
+        let batch = (0..BATCH).map(|_| Message::new(body.clone())).collect();
+        for result in client.send_batch(queue, batch).await.unwrap() {
+            result.unwrap();
+        }
+        let mut received = Vec::with_capacity(BATCH);
+        while received.len() < BATCH {
+            let messages = client
+                .receive(queue, BATCH - received.len(), Duration::from_secs(1))
+                .await
+                .unwrap();
+            for message in &messages {
+                assert_eq!(message.body().len(), BODY_BYTES);
+                assert!(message.delivery.seal.is_some());
+            }
+            received.extend(messages);
+        }
+        for result in client.complete_batch(&received).await.unwrap() {
+            result.unwrap();
+        }
+    }
+    finish(started, cpu)
+}
+
+fn finish(started: Instant, cpu: ProcessTime) -> Round {
+    Round {
+        seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: cpu.elapsed().as_secs_f64(),
+    }
+}
+
+fn median(rounds: &mut [Round], key: fn(&Round) -> f64) -> f64 {
+    rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    key(&rounds[rounds.len() / 2])
+}
+
+fn main() {
+    let Some(endpoint) = std::env::var("QUEUE_RUNTIME_SQS_TEST_ENDPOINT")
+        .ok()
+        .filter(|value| !value.is_empty())
+    else {
+        println!("SKIPPED sqs throughput: no local SQS server; `cargo xtask bench` starts one");
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let provider = SqsProvider::for_local_server(&endpoint, &SqsConfig::new()).unwrap();
+        let queue = QueueName::new(format!("bench-{}", uuid::Uuid::new_v4().simple())).unwrap();
+        create_queue_with_dead_letter(&provider, &queue, &QueueSetup::default())
+            .await
+            .unwrap();
+        let url = provider
+            .client()
+            .get_queue_url()
+            .queue_name(queue.as_str())
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let keys = Keyset::new([Key::new(
+            KeyId::new("bench").unwrap(),
+            KeyMaterial::generate().unwrap(),
+            KeyState::Primary,
+        )])
+        .unwrap();
+        let client = QueueClient::new(Arc::new(provider.clone()))
+            .with_security(Security::new(KeyRing::new(Arc::new(StaticKeys::new(keys)))));
+
+        let mut results: [(&str, Vec<Round>); 3] =
+            [("raw sdk", Vec::new()), ("provider", Vec::new()), ("sealed", Vec::new())];
+        for _ in 0..ROUNDS {
+            results[0].1.push(raw_sdk(&provider, &url).await);
+            results[1].1.push(through_provider(&provider, &queue).await);
+            results[2].1.push(sealed(&client, &queue).await);
+        }
+        println!(
+            "sqs throughput against moto: {MESSAGES} messages of {BODY_BYTES} B, batches of \
+             {BATCH}, median of {ROUNDS} rounds"
+        );
+        let mut baseline = None;
+        for (name, rounds) in &mut results {
+            let seconds = median(rounds, |round| round.seconds);
+            let cpu = median(rounds, |round| round.cpu_seconds);
+            let rate = MESSAGES as f64 / seconds;
+            let cpu_per_message = cpu / MESSAGES as f64 * 1e6;
+            let (base_rate, base_cpu) = *baseline.get_or_insert((rate, cpu_per_message));
+            println!(
+                "  {name:<9} {rate:>7.1} msgs/s ({:.2}x raw)   client CPU {cpu_per_message:>6.1} µs/msg ({:.2}x raw)",
+                rate / base_rate,
+                cpu_per_message / base_cpu
+            );
+        }
+    });
+}
