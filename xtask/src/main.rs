@@ -185,10 +185,7 @@ fn execute(command: Command) -> Result<()> {
             let moto = (provider == "sqs")
                 .then(|| moto::MotoServer::start(&root))
                 .transpose()?;
-            let env: Vec<(&str, &str)> = moto
-                .iter()
-                .map(|moto| (moto::ENDPOINT_VARIABLE, moto.endpoint()))
-                .collect();
+            let env: Vec<(&str, &str)> = moto.iter().flat_map(moto::MotoServer::test_env).collect();
             cargo(
                 &root,
                 &["test", "-p", package, "--test", test, "--", "--nocapture"],
@@ -255,7 +252,7 @@ fn clippy(root: &Path) -> Result<()> {
 /// Every test, with a local SQS server (moto) running for the SQS provider's.
 fn test(root: &Path) -> Result<()> {
     let moto = moto::MotoServer::start(root)?;
-    let sqs = [(moto::ENDPOINT_VARIABLE, moto.endpoint())];
+    let sqs = moto.test_env();
     // Every feature, so the optional providers of the facade (`sqs`) are tested too.
     cargo(
         root,
@@ -285,7 +282,7 @@ fn doc(root: &Path) -> Result<()> {
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
     let moto = moto::MotoServer::start(root)?;
-    let sqs = [(moto::ENDPOINT_VARIABLE, moto.endpoint())];
+    let sqs = moto.test_env();
     let mut args: Vec<&str> = vec!["bench", "--workspace", "--"];
     if extra.is_empty() {
         // Short runs by default: the machine is small and shared.

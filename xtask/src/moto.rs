@@ -12,8 +12,11 @@ use anyhow::{Context, Result, bail};
 
 /// The moto release the suite is known to pass against.
 const MOTO: &str = "moto[server]==5.2.5";
-/// The variable the SQS tests read the endpoint from.
-pub(crate) const ENDPOINT_VARIABLE: &str = "QUEUE_RUNTIME_SQS_TEST_ENDPOINT";
+/// The variable the SQS tests read the endpoint from (`queue_sqs::admin::TEST_SERVER_VARIABLE`).
+const ENDPOINT_VARIABLE: &str = "QUEUE_RUNTIME_SQS_TEST_ENDPOINT";
+/// Tells the SQS tests a server was promised, so a missing endpoint fails them instead of
+/// skipping (`queue_sqs::admin::REQUIRE_TEST_SERVER_VARIABLE`).
+const REQUIRE_VARIABLE: &str = "QUEUE_RUNTIME_REQUIRE_SQS";
 /// How long moto may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -52,9 +55,9 @@ impl MotoServer {
         Ok(moto)
     }
 
-    /// `http://127.0.0.1:<port>`.
-    pub(crate) fn endpoint(&self) -> &str {
-        &self.endpoint
+    /// The variables that point the SQS tests at this server.
+    pub(crate) fn test_env(&self) -> [(&'static str, &str); 2] {
+        [(ENDPOINT_VARIABLE, &self.endpoint), (REQUIRE_VARIABLE, "1")]
     }
 
     fn wait_until_listening(&mut self, port: u16, log: &Path) -> Result<()> {

@@ -12,15 +12,17 @@ use queue_runtime::core::{QueueProvider, QueueProviderExt, ReceiveOptions};
 use queue_runtime::crypto::{Key, KeyId, KeyMaterial, KeyState, Keyset};
 use queue_runtime::keys::{KeyRing, StaticKeys};
 use queue_runtime::prelude::*;
-use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter};
+use queue_sqs::admin::{
+    QueueSetup, TEST_SERVER_VARIABLE, create_queue_with_dead_letter, test_server_endpoint,
+};
 use queue_sqs::{SqsConfig, SqsProvider};
 
 fn endpoint() -> Option<String> {
-    let endpoint = std::env::var("QUEUE_RUNTIME_SQS_TEST_ENDPOINT")
-        .ok()
-        .filter(|value| !value.is_empty());
+    let endpoint = test_server_endpoint().unwrap();
     if endpoint.is_none() {
-        eprintln!("SKIPPED: no local SQS server; `cargo xtask test` starts one");
+        eprintln!(
+            "SKIPPED: no local SQS server ({TEST_SERVER_VARIABLE} unset); `cargo xtask test` starts one"
+        );
     }
     endpoint
 }

@@ -20,7 +20,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use queue_core::time::{from_unix_millis, to_unix_millis};
+use queue_core::time::from_unix_millis;
 use queue_core::{
     DeadLetterReason, DeliveryInfo, ErrorKind, Message, MessageId, Properties, QueueError,
     is_reserved_key,
@@ -258,8 +258,7 @@ fn delay_seconds(queue: &QueueInfo, at: SystemTime, now: SystemTime) -> Result<i
         ));
     }
     // Round up: never deliver before the scheduled time.
-    let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-    Ok(i32::try_from(seconds).unwrap_or(i32::MAX))
+    Ok(whole_seconds_up(delay))
 }
 
 /// A received SQS message, decoded.
@@ -463,9 +462,11 @@ pub(crate) fn is_expired(delivery: &DeliveryInfo, now: SystemTime) -> bool {
     delivery.expires_at.is_some_and(|at| at <= now)
 }
 
-/// Milliseconds, for logs.
-pub(crate) fn millis(time: SystemTime) -> u64 {
-    to_unix_millis(time)
+/// `duration` in whole seconds, rounded up (SQS's delays, visibility timeouts and long polls
+/// are whole seconds; rounding down would cut a wait or a delay short).
+pub(crate) fn whole_seconds_up(duration: Duration) -> i32 {
+    let seconds = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    i32::try_from(seconds).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]

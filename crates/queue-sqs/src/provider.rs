@@ -155,8 +155,8 @@ impl SqsProvider {
     }
 
     /// Wraps a client built elsewhere (an SSO profile, custom retries or interceptors). The
-    /// endpoint rules of [`SqsConfig::with_endpoint`] are then the caller's to keep; only the
-    /// dead-letter queue settings of `config` are used.
+    /// endpoint rules of [`SqsConfig::with_endpoint`] are then the caller's to keep; of `config`
+    /// only the dead-letter queues and the [`UnsessionedFifo`] choice are used.
     pub fn from_client(client: Client, config: &SqsConfig) -> Self {
         SqsProvider {
             inner: Arc::new(Inner {
@@ -220,20 +220,21 @@ impl SqsProvider {
         error
     }
 
+    /// Sends one chunk; the entries are moved into the request, not copied.
     async fn send_batch_chunk(
         &self,
         info: &QueueInfo,
-        chunk: &[(usize, Outgoing)],
+        chunk: Vec<(usize, Outgoing)>,
     ) -> Result<HashMap<usize, Result<()>>> {
         let entries = chunk
-            .iter()
+            .into_iter()
             .map(|(index, outgoing)| {
                 SendMessageBatchRequestEntry::builder()
                     .id(index.to_string())
-                    .message_body(outgoing.body.clone())
-                    .set_message_attributes(Some(outgoing.attributes.clone()))
-                    .set_message_group_id(outgoing.group_id.clone())
-                    .set_message_deduplication_id(outgoing.deduplication_id.clone())
+                    .message_body(outgoing.body)
+                    .set_message_attributes(Some(outgoing.attributes))
+                    .set_message_group_id(outgoing.group_id)
+                    .set_message_deduplication_id(outgoing.deduplication_id)
                     .set_delay_seconds(outgoing.delay_seconds)
                     .build()
                     .map_err(|error| QueueError::invalid_input(format!("batch entry: {error}")))
@@ -350,14 +351,12 @@ impl SqsProvider {
     }
 
     async fn change_visibility(&self, receipt: &SqsReceipt, timeout: Duration) -> Result<()> {
-        let seconds = i32::try_from(timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0))
-            .unwrap_or(i32::MAX);
         self.inner
             .client
             .change_message_visibility()
             .queue_url(&receipt.queue.url)
             .receipt_handle(&receipt.handle)
-            .visibility_timeout(seconds)
+            .visibility_timeout(codec::whole_seconds_up(timeout))
             .send()
             .await
             .map_err(|error| map_sdk_error("ChangeMessageVisibility", error))?;
@@ -370,8 +369,8 @@ impl SqsProvider {
 struct SqsReceipt {
     queue: Arc<QueueInfo>,
     handle: String,
-    /// The visibility deadline as this process knows it: measured from before the receive
-    /// request left, so it is never later than SQS's own.
+    /// The visibility deadline as this process knows it ([`visibility_deadline`]): kept early
+    /// rather than late, and moved by each renewal.
     deadline: Mutex<SystemTime>,
     settled: AtomicBool,
     from_dead_letter_queue: bool,
@@ -390,13 +389,14 @@ impl SqsReceipt {
                 "the message was already settled with this receipt",
             ));
         }
-        if now >= *self.deadline.lock() {
+        let deadline = *self.deadline.lock();
+        if now >= deadline {
             return Err(QueueError::new(
                 ErrorKind::LockLost,
                 format!(
                     "the visibility timeout of the message passed at {} ms since the epoch; \
                      receive it again",
-                    codec::millis(*self.deadline.lock())
+                    queue_core::time::to_unix_millis(deadline)
                 ),
             ));
         }
@@ -592,11 +592,12 @@ impl QueueProvider for SqsProvider {
         }
         let mut anything_sent = false;
         for chunk in chunks(ready, |outgoing| outgoing.size, MAX_BATCH_BYTES) {
-            let outcome = self.send_batch_chunk(&info, &chunk).await;
+            let indexes: Vec<usize> = chunk.iter().map(|(index, _)| *index).collect();
+            let outcome = self.send_batch_chunk(&info, chunk).await;
             let sent = outcome.is_ok();
             file_chunk_results(
                 &mut results,
-                chunk.iter().map(|(index, _)| *index),
+                indexes.into_iter(),
                 outcome,
                 anything_sent,
                 |index| SendOutcome {
@@ -640,16 +641,13 @@ impl QueueProvider for SqsProvider {
         let deadline = tokio::time::Instant::now() + options.wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            // Whole seconds, rounded up so a wait is never cut short, at most SQS's 20.
-            let poll = left.min(MAX_LONG_POLL);
-            let poll_seconds = poll.as_secs() + u64::from(poll.subsec_nanos() > 0);
             let mut request = self
                 .inner
                 .client
                 .receive_message()
                 .queue_url(&info.url)
                 .max_number_of_messages(i32::try_from(max).unwrap_or(10))
-                .wait_time_seconds(i32::try_from(poll_seconds).unwrap_or(20))
+                .wait_time_seconds(codec::whole_seconds_up(left.min(MAX_LONG_POLL)))
                 .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                 .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
@@ -892,6 +890,8 @@ mod tests {
 
     #[tokio::test]
     async fn what_sqs_cannot_do_is_unsupported() {
+        use queue_core::QueueProviderExt;
+
         let provider = provider();
         let queue = QueueName::new("q").expect("valid");
         let error = provider
@@ -903,6 +903,11 @@ mod tests {
             .cancel_scheduled(&queue, 1)
             .await
             .expect_err("no cancel");
+        assert_eq!(error.kind(), ErrorKind::Unsupported);
+        let error = provider
+            .accept_next_session(&queue, Duration::ZERO)
+            .await
+            .expect_err("no session lock");
         assert_eq!(error.kind(), ErrorKind::Unsupported);
         provider.close().await.expect("close");
         let error = provider

@@ -9,11 +9,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use queue_conformance::{Fixture, QueueSpec, Skip, TimeMode};
 use queue_core::{QueueName, QueueProvider};
-use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter};
+use queue_sqs::admin::{
+    QueueSetup, TEST_SERVER_VARIABLE, create_queue_with_dead_letter, test_server_endpoint,
+};
 use queue_sqs::{SqsConfig, SqsProvider, UnsessionedFifo};
-
-/// The variable `cargo xtask test` sets to the local server it started.
-const ENDPOINT_VARIABLE: &str = "QUEUE_RUNTIME_SQS_TEST_ENDPOINT";
 
 /// Scenarios of capabilities SQS does not declare: sessions (SQS has no session lock;
 /// FIFO groups keep order through plain receive instead), peeking, sequence numbers and
@@ -109,13 +108,10 @@ impl Fixture for SqsFixture {
 }
 
 fn endpoint() -> Option<String> {
-    let endpoint = std::env::var(ENDPOINT_VARIABLE)
-        .ok()
-        .filter(|value| !value.is_empty());
+    let endpoint = test_server_endpoint().unwrap();
     if endpoint.is_none() {
         eprintln!(
-            "SKIPPED: no local SQS server ({ENDPOINT_VARIABLE} is unset); `cargo xtask test` \
-             starts one and runs this suite against it"
+            "SKIPPED: no local SQS server ({TEST_SERVER_VARIABLE} unset); `cargo xtask test` starts one"
         );
     }
     endpoint

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use queue_core::{
     DeadLetterReason, ErrorKind, Message, QueueName, QueueProvider, QueueProviderExt,
-    ReceiveOptions,
+    ReceiveOptions, ReceivedMessage,
 };
-use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter};
+use queue_sqs::admin::{
+    QueueSetup, TEST_SERVER_VARIABLE, create_queue_with_dead_letter, test_server_endpoint,
+};
 use queue_sqs::sdk::config::interceptors::BeforeTransmitInterceptorContextRef;
 use queue_sqs::sdk::config::{ConfigBag, Intercept, RuntimeComponents};
 use queue_sqs::sdk::error::BoxError;
@@ -19,11 +21,11 @@ use queue_sqs::sdk::types::QueueAttributeName;
 use queue_sqs::{SqsConfig, SqsCredentials, SqsProvider};
 
 fn endpoint() -> Option<String> {
-    let endpoint = std::env::var("QUEUE_RUNTIME_SQS_TEST_ENDPOINT")
-        .ok()
-        .filter(|value| !value.is_empty());
+    let endpoint = test_server_endpoint().unwrap();
     if endpoint.is_none() {
-        eprintln!("SKIPPED: no local SQS server; `cargo xtask test` starts one");
+        eprintln!(
+            "SKIPPED: no local SQS server ({TEST_SERVER_VARIABLE} unset); `cargo xtask test` starts one"
+        );
     }
     endpoint
 }
@@ -86,6 +88,18 @@ fn failing(provider: &SqsProvider, operation: &'static str) -> SqsProvider {
     SqsProvider::from_client(queue_sqs::sdk::Client::from_conf(config), &SqsConfig::new())
 }
 
+/// A fresh queue holding one message, received (so held) once.
+async fn poison(provider: &SqsProvider) -> (QueueName, ReceivedMessage) {
+    let queue = fresh_queue(provider, false).await;
+    provider.send(&queue, Message::new("poison")).await.unwrap();
+    let received = provider
+        .receive_one(&queue, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("a message");
+    (queue, received)
+}
+
 async fn dead_letter_count(provider: &SqsProvider, queue: &QueueName) -> usize {
     provider
         .receive(
@@ -101,13 +115,7 @@ async fn dead_letter_count(provider: &SqsProvider, queue: &QueueName) -> usize {
 async fn dead_letter_interrupted_after_the_copy_duplicates_and_loses_nothing() {
     let Some(endpoint) = endpoint() else { return };
     let provider = local(&endpoint);
-    let queue = fresh_queue(&provider, false).await;
-    provider.send(&queue, Message::new("poison")).await.unwrap();
-    let received = provider
-        .receive_one(&queue, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .expect("a message");
+    let (queue, received) = poison(&provider).await;
 
     // The copy reaches the dead-letter queue; the delete never reaches the queue.
     let interrupted = failing(&provider, "DeleteMessage");
@@ -145,13 +153,7 @@ async fn dead_letter_interrupted_after_the_copy_duplicates_and_loses_nothing() {
 async fn dead_letter_interrupted_before_the_copy_leaves_the_message_in_place() {
     let Some(endpoint) = endpoint() else { return };
     let provider = local(&endpoint);
-    let queue = fresh_queue(&provider, false).await;
-    provider.send(&queue, Message::new("poison")).await.unwrap();
-    let received = provider
-        .receive_one(&queue, Duration::from_secs(5))
-        .await
-        .unwrap()
-        .expect("a message");
+    let (queue, received) = poison(&provider).await;
 
     let interrupted = failing(&provider, "SendMessage");
     interrupted
