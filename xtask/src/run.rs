@@ -43,6 +43,23 @@ pub(crate) fn cargo(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<
     run(root, &cargo_program(), args, env)
 }
 
+/// What cargo prints on stdout for `args` (not echoed: for queries such as `cargo tree`).
+pub(crate) fn cargo_output(root: &Path, args: &[&str]) -> Result<String> {
+    let output = Command::new(cargo_program())
+        .args(args)
+        .current_dir(root)
+        .output()
+        .with_context(|| format!("cannot run cargo {}", args.join(" ")))?;
+    if !output.status.success() {
+        bail!(
+            "`cargo {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    String::from_utf8(output.stdout).context("cargo printed invalid UTF-8")
+}
+
 /// The names of the workspace's packages, from `cargo metadata`.
 pub(crate) fn workspace_packages(root: &Path) -> Result<Vec<String>> {
     let output = Command::new(cargo_program())

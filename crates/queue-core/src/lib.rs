@@ -44,6 +44,50 @@ pub mod time {
     }
 }
 
+/// Checks on broker endpoints that every network provider applies the same way.
+pub mod endpoint {
+    use std::net::IpAddr;
+
+    /// Whether `host` (a name, an IPv4 address or a bracketed or bare IPv6 address) is this
+    /// machine: `localhost`, `127.0.0.0/8` or `::1`. Providers allow unencrypted transport only
+    /// to such hosts, where nothing crosses a network.
+    pub fn is_loopback_host(host: &str) -> bool {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        bare.eq_ignore_ascii_case("localhost")
+            || bare
+                .parse::<IpAddr>()
+                .is_ok_and(|address| address.is_loopback())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::is_loopback_host;
+
+        #[test]
+        fn loopback_hosts() {
+            for host in [
+                "localhost",
+                "LOCALHOST",
+                "127.0.0.1",
+                "127.8.9.10",
+                "::1",
+                "[::1]",
+            ] {
+                assert!(is_loopback_host(host), "{host}");
+            }
+            for host in [
+                "10.0.0.5",
+                "example.com",
+                "localhost.example.com",
+                "",
+                "[::2]",
+            ] {
+                assert!(!is_loopback_host(host), "{host}");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod send_sync {
     use super::*;

@@ -103,24 +103,34 @@ impl QueueClient {
                 queue_core::ErrorKind::Config,
                 "the SQS provider connects asynchronously: use QueueClient::connect",
             )),
+            #[cfg(feature = "azure")]
+            ProviderConfig::Azure(_) => Err(QueueError::new(
+                queue_core::ErrorKind::Config,
+                "the Service Bus provider connects asynchronously: use QueueClient::connect",
+            )),
         }
     }
 
-    /// A client built from a validated configuration, for every provider: SQS connects
-    /// asynchronously (it checks its credentials and queues at connect, unless told not to).
+    /// A client built from a validated configuration, for every provider: SQS and Service Bus
+    /// connect asynchronously (they check their credentials and queues at connect, unless told
+    /// not to).
     pub async fn connect(config: &ClientConfig) -> Result<Self> {
-        match &config.provider {
+        let provider: Arc<dyn QueueProvider> = match &config.provider {
             #[cfg(feature = "sqs")]
             ProviderConfig::Sqs(settings) => {
-                let provider = queue_sqs::SqsProvider::connect(settings.clone()).await?;
-                let client = QueueClient::new(Arc::new(provider));
-                match &config.security {
-                    Some(security) => Ok(client.with_security(security.build()?)),
-                    None => Ok(client),
-                }
+                Arc::new(queue_sqs::SqsProvider::connect(settings.clone()).await?)
+            }
+            #[cfg(feature = "azure")]
+            ProviderConfig::Azure(settings) => {
+                Arc::new(queue_azure::AzureProvider::connect(settings).await?)
             }
             #[allow(unreachable_patterns)]
-            _ => QueueClient::from_config(config),
+            _ => return QueueClient::from_config(config),
+        };
+        let client = QueueClient::new(provider);
+        match &config.security {
+            Some(security) => Ok(client.with_security(security.build()?)),
+            None => Ok(client),
         }
     }
 

@@ -28,6 +28,27 @@
 //! # [sqs.dead_letter_queues]                 # when no redrive policy names one
 //! # orders = "orders-dlq"
 //!
+//! # Or Azure Service Bus (the `azure` feature; connect with `QueueClient::connect`). Secrets
+//! # are never in this file: it names the environment variables that hold them.
+//! # provider = "azure"
+//! # [azure]
+//! # credential = "connection-string"         # or "default", "managed-identity",
+//! #                                          #    "workload-identity", "client-secret"
+//! # connection_string_env = "QUEUE_RUNTIME_AZURE_CONNECTION_STRING"
+//! # namespace = "example.servicebus.windows.net"   # every credential but connection-string
+//! # client_id = "..."                        # managed identity (user-assigned), client secret
+//! # tenant_id = "..."                        # client secret
+//! # client_secret_env = "AZURE_CLIENT_SECRET"
+//! # check_on_connect = true                  # each queue below: exists, sessions as declared
+//! # prefetch_count = 0
+//! # max_message_bytes = 262144               # premium namespaces: up to 104857600
+//! # receive_links_per_queue = 8
+//! # transport = "amqp"                       # or "amqp-websockets" (port 443)
+//! # operation_timeout = "60s"
+//! # [[azure.queues]]
+//! # name = "pr-events"
+//! # sessions = true
+//!
 //! # Keys make the client seal and open (see `docs/security.md`); the policy below is the
 //! # default, secure one and may be left out.
 //! [security]
@@ -166,6 +187,9 @@ pub enum ProviderConfig {
     /// Amazon SQS. Connect with [`QueueClient::connect`](crate::QueueClient::connect).
     #[cfg(feature = "sqs")]
     Sqs(queue_sqs::SqsConfig),
+    /// Azure Service Bus. Connect with [`QueueClient::connect`](crate::QueueClient::connect).
+    #[cfg(feature = "azure")]
+    Azure(queue_azure::AzureConfig),
 }
 
 /// Settings of the embedded broker.
@@ -305,6 +329,8 @@ struct RawConfig {
     // Read only when the `sqs` feature is on; accepted (and then refused by name) without it.
     #[cfg_attr(not(feature = "sqs"), allow(dead_code))]
     sqs: Option<RawSqs>,
+    #[cfg_attr(not(feature = "azure"), allow(dead_code))]
+    azure: Option<RawAzure>,
     security: Option<RawSecurity>,
 }
 
@@ -322,6 +348,37 @@ struct RawSqs {
     #[serde(default)]
     dead_letter_queues: std::collections::BTreeMap<String, String>,
     unsessioned_fifo: Option<String>,
+}
+
+/// `[azure]`: names the environment variables holding secrets, never the secrets.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(feature = "azure"), allow(dead_code))]
+struct RawAzure {
+    credential: Option<String>,
+    connection_string_env: Option<String>,
+    namespace: Option<String>,
+    client_id: Option<String>,
+    tenant_id: Option<String>,
+    client_secret_env: Option<String>,
+    check_on_connect: Option<bool>,
+    prefetch_count: Option<u32>,
+    max_message_bytes: Option<usize>,
+    receive_links_per_queue: Option<usize>,
+    transport: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    operation_timeout: Option<Duration>,
+    #[serde(default)]
+    queues: Vec<RawAzureQueue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(not(feature = "azure"), allow(dead_code))]
+struct RawAzureQueue {
+    name: String,
+    #[serde(default)]
+    sessions: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -528,6 +585,11 @@ fn validate(raw: RawConfig) -> Result<ClientConfig, ConfigError> {
         ))),
         #[cfg(feature = "sqs")]
         "sqs" => validate_sqs(raw.sqs.unwrap_or_default(), &mut problems).map(ProviderConfig::Sqs),
+        #[cfg(feature = "azure")]
+        "azure" => validate_azure(raw.azure.unwrap_or_default(), &mut problems, |name| {
+            std::env::var(name).ok()
+        })
+        .map(ProviderConfig::Azure),
         _ => {
             problems.push(problem(
                 "provider",
@@ -601,6 +663,132 @@ fn validate_sqs(raw: RawSqs, problems: &mut Vec<ConfigProblem>) -> Option<queue_
                 ),
             )),
         },
+    }
+    (problems.len() == before).then_some(config)
+}
+
+/// The default variable holding the Service Bus connection string.
+#[cfg(feature = "azure")]
+pub const AZURE_CONNECTION_STRING_VARIABLE: &str = "QUEUE_RUNTIME_AZURE_CONNECTION_STRING";
+
+#[cfg(feature = "azure")]
+fn validate_azure(
+    raw: RawAzure,
+    problems: &mut Vec<ConfigProblem>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<queue_azure::AzureConfig> {
+    use queue_azure::{AzureConfig, AzureCredentials, AzureTransport};
+
+    let before = problems.len();
+    let mut required = |field: &str, value: Option<String>| {
+        value.filter(|v| !v.trim().is_empty()).or_else(|| {
+            problems.push(problem(
+                format!("azure.{field}"),
+                "required by this credential",
+            ));
+            None
+        })
+    };
+    let secret_from_env =
+        |field: &str, variable: &str, problems: &mut Vec<ConfigProblem>| match env(variable) {
+            Some(value) if !value.trim().is_empty() => Some(SecretString::from(value)),
+            _ => {
+                problems.push(problem(
+                    format!("azure.{field}"),
+                    format!("the environment variable {variable} is not set"),
+                ));
+                None
+            }
+        };
+    let credentials = match raw.credential.as_deref().unwrap_or("connection-string") {
+        "connection-string" => {
+            let variable = raw
+                .connection_string_env
+                .clone()
+                .unwrap_or_else(|| AZURE_CONNECTION_STRING_VARIABLE.to_owned());
+            secret_from_env("connection_string_env", &variable, problems)
+                .map(AzureCredentials::ConnectionString)
+        }
+        "default" => required("namespace", raw.namespace.clone())
+            .map(|namespace| AzureCredentials::Default { namespace }),
+        "managed-identity" => required("namespace", raw.namespace.clone()).map(|namespace| {
+            AzureCredentials::ManagedIdentity {
+                namespace,
+                client_id: raw.client_id.clone(),
+            }
+        }),
+        "workload-identity" => required("namespace", raw.namespace.clone())
+            .map(|namespace| AzureCredentials::WorkloadIdentity { namespace }),
+        "client-secret" => {
+            let namespace = required("namespace", raw.namespace.clone());
+            let tenant_id = required("tenant_id", raw.tenant_id.clone());
+            let client_id = required("client_id", raw.client_id.clone());
+            let variable = raw
+                .client_secret_env
+                .clone()
+                .unwrap_or_else(|| "AZURE_CLIENT_SECRET".to_owned());
+            let secret = secret_from_env("client_secret_env", &variable, problems);
+            match (namespace, tenant_id, client_id, secret) {
+                (Some(namespace), Some(tenant_id), Some(client_id), Some(secret)) => {
+                    Some(AzureCredentials::ClientSecret {
+                        namespace,
+                        tenant_id,
+                        client_id,
+                        secret,
+                    })
+                }
+                _ => None,
+            }
+        }
+        other => {
+            problems.push(problem(
+                "azure.credential",
+                format!(
+                    "{other:?}: expected \"connection-string\", \"default\", \"managed-identity\", \
+                     \"workload-identity\" or \"client-secret\""
+                ),
+            ));
+            None
+        }
+    };
+    let mut config = AzureConfig::new(credentials.unwrap_or(AzureCredentials::Default {
+        namespace: String::new(),
+    }));
+    if let Some(check) = raw.check_on_connect {
+        config = config.with_check_on_connect(check);
+    }
+    if let Some(prefetch) = raw.prefetch_count {
+        config = config.with_prefetch_count(prefetch);
+    }
+    if let Some(bytes) = raw.max_message_bytes {
+        config = config.with_max_message_bytes(bytes);
+    }
+    if let Some(links) = raw.receive_links_per_queue {
+        config = config.with_receive_links_per_queue(links);
+    }
+    if let Some(timeout) = raw.operation_timeout {
+        config = config.with_operation_timeout(timeout);
+    }
+    match raw.transport.as_deref() {
+        None | Some("amqp") => {}
+        Some("amqp-websockets") => config = config.with_transport(AzureTransport::AmqpWebSockets),
+        Some(other) => problems.push(problem(
+            "azure.transport",
+            format!("{other:?}: expected \"amqp\" or \"amqp-websockets\""),
+        )),
+    }
+    for (index, queue) in raw.queues.iter().enumerate() {
+        match queue_core::QueueName::new(&queue.name) {
+            Ok(name) => config = config.with_queue(name, queue.sessions),
+            Err(error) => {
+                problems.push(problem(format!("azure.queues[{index}]"), error.message()));
+            }
+        }
+    }
+    if problems.len() == before
+        && let Err(error) = config.validate()
+    {
+        problems.push(problem("azure", error.message()));
     }
     (problems.len() == before).then_some(config)
 }
@@ -990,11 +1178,23 @@ key_fle = \"k\"",
     fn unknown_and_absent_providers_are_explained() {
         let error = ClientConfig::from_toml_str("provider = \"kafka\"").unwrap_err();
         assert!(error.to_string().contains("memory, sqs, azure"), "{error}");
-        let error = ClientConfig::from_toml_str("provider = \"azure\"").unwrap_err();
-        assert!(
-            error.to_string().contains("enable the `azure` feature"),
-            "{error}"
-        );
+        // A provider whose feature is off is named with the feature to enable.
+        #[cfg(not(feature = "azure"))]
+        {
+            let error = ClientConfig::from_toml_str("provider = \"azure\"").unwrap_err();
+            assert!(
+                error.to_string().contains("enable the `azure` feature"),
+                "{error}"
+            );
+        }
+        #[cfg(not(feature = "sqs"))]
+        {
+            let error = ClientConfig::from_toml_str("provider = \"sqs\"").unwrap_err();
+            assert!(
+                error.to_string().contains("enable the `sqs` feature"),
+                "{error}"
+            );
+        }
     }
 
     fn memory_settings(config: ClientConfig) -> MemorySettings {
@@ -1003,6 +1203,99 @@ key_fle = \"k\"",
             #[allow(unreachable_patterns)]
             other => panic!("expected the memory provider, got {other:?}"),
         }
+    }
+
+    #[cfg(feature = "azure")]
+    #[test]
+    fn azure_settings_are_read_and_secrets_come_from_the_environment() {
+        let connection_string = "Endpoint=sb://example.servicebus.windows.net/;SharedAccessKeyName=app;SharedAccessKey=c2VjcmV0";
+        let raw: RawConfig = toml::from_str(
+            r#"
+            provider = "azure"
+            [azure]
+            connection_string_env = "SERVICEBUS"
+            prefetch_count = 10
+            transport = "amqp-websockets"
+            operation_timeout = "20s"
+            [[azure.queues]]
+            name = "pr-events"
+            sessions = true
+            "#,
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        let azure = validate_azure(raw.azure.unwrap(), &mut problems, |name| {
+            (name == "SERVICEBUS").then(|| connection_string.to_owned())
+        })
+        .unwrap_or_else(|| panic!("{problems:?}"));
+        let shown = format!("{azure:?}");
+        assert!(
+            !shown.contains("c2VjcmV0") && !shown.contains("SharedAccessKey"),
+            "{shown}"
+        );
+        assert_eq!(azure.queues().len(), 1);
+        assert!(azure.queues()[0].sessions);
+
+        let identity = ClientConfig::from_toml_str(
+            r#"
+            provider = "azure"
+            [azure]
+            credential = "managed-identity"
+            namespace = "example.servicebus.windows.net"
+            client_id = "11111111-2222-3333-4444-555555555555"
+            "#,
+        )
+        .unwrap();
+        let ProviderConfig::Azure(identity) = identity.provider else {
+            panic!("expected azure");
+        };
+        assert!(matches!(
+            identity.credentials(),
+            queue_azure::AzureCredentials::ManagedIdentity {
+                client_id: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[cfg(feature = "azure")]
+    #[test]
+    fn bad_azure_settings_are_reported_with_their_paths() {
+        let error = ClientConfig::from_toml_str(
+            r#"
+            provider = "azure"
+            [azure]
+            credential = "client-secret"
+            client_secret_env = "QUEUE_RUNTIME_TEST_CONFIG_UNSET_SECRET"
+            transport = "carrier-pigeon"
+            [[azure.queues]]
+            name = "bad name"
+            "#,
+        )
+        .unwrap_err();
+        let paths: Vec<_> = error.problems().iter().map(|p| p.path.as_str()).collect();
+        for expected in [
+            "azure.namespace",
+            "azure.tenant_id",
+            "azure.client_id",
+            "azure.client_secret_env",
+            "azure.transport",
+            "azure.queues[0]",
+        ] {
+            assert!(
+                paths.contains(&expected),
+                "{expected} missing from {paths:?}"
+            );
+        }
+        let error = ClientConfig::from_toml_str(
+            r#"
+            provider = "azure"
+            [azure]
+            credential = "certificate"
+            "#,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("azure.credential"), "{error}");
     }
 
     #[cfg(feature = "sqs")]

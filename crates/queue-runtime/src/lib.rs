@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
 // A client needs at least one provider to talk to.
-#[cfg(not(any(feature = "memory", feature = "sqs")))]
-compile_error!("queue-runtime needs at least one provider feature: enable `memory` or `sqs`");
+#[cfg(not(any(feature = "memory", feature = "sqs", feature = "azure")))]
+compile_error!(
+    "queue-runtime needs at least one provider feature: enable `memory`, `sqs` or `azure`"
+);
 
 mod client;
 pub mod config;
@@ -28,6 +30,9 @@ pub use queue_keys as keys;
 #[cfg(feature = "memory")]
 pub use queue_memory as memory;
 
+/// The Azure Service Bus provider ([`queue_azure`]).
+#[cfg(feature = "azure")]
+pub use queue_azure as azure;
 /// The Amazon SQS provider ([`queue_sqs`]).
 #[cfg(feature = "sqs")]
 pub use queue_sqs as sqs;

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
 
+use queue_core::endpoint::is_loopback_host;
 use queue_core::{ErrorKind, QueueError, QueueName};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -204,21 +204,13 @@ fn check_endpoint(endpoint: &str) -> Result<(), QueueError> {
     let host = uri.host().ok_or_else(|| invalid("has no host"))?;
     match uri.scheme_str() {
         Some("https") => Ok(()),
-        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") if is_loopback_host(host) => Ok(()),
         Some("http") => Err(invalid(
             "uses plain http to a host that is not loopback; use https (plain http is accepted \
              only for 127.0.0.0/8, ::1 and localhost)",
         )),
         _ => Err(invalid("must start with https://")),
     }
-}
-
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<IpAddr>()
-            .is_ok_and(|address| address.is_loopback())
 }
 
 #[cfg(test)]

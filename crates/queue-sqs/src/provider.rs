@@ -125,7 +125,7 @@ impl SqsProvider {
         if !url
             .as_ref()
             .and_then(http::Uri::host)
-            .is_some_and(crate::config::is_loopback)
+            .is_some_and(queue_core::endpoint::is_loopback_host)
         {
             return Err(QueueError::new(
                 ErrorKind::Config,

@@ -1,0 +1,133 @@
+//! The SDK's receivers behind one small trait, so plain and session links share the receive
+//! loop and the settlement code.
+//!
+//! Every SDK receiver method takes `&mut self`, so each link sits behind its own async mutex.
+//! A long wait is cut into short polls that let the mutex go in between: a settle queued on
+//! the link gets it within one poll, not after the whole wait.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use azservicebus::primitives::service_bus_received_message::ServiceBusReceivedMessage;
+use azservicebus::receiver::DeadLetterOptions;
+use azservicebus::{ServiceBusReceiver, ServiceBusSessionReceiver};
+use queue_core::DeadLetterReason;
+
+/// The longest single poll: the most a settle waits behind a receive on the same link.
+pub(crate) const POLL: Duration = Duration::from_secs(1);
+/// The shortest poll, for `wait == 0`: a network broker needs a round trip to say "nothing".
+pub(crate) const MIN_POLL: Duration = Duration::from_millis(250);
+/// After the first message arrived, how long to keep collecting up to `max_messages` (the SDK
+/// would otherwise wait the whole poll for a full batch).
+pub(crate) const MORE_MESSAGES_WAIT: Duration = Duration::from_millis(100);
+
+/// What a receive link does, plain or session.
+#[async_trait]
+pub(crate) trait LinkReceiver: Send {
+    async fn receive_for(
+        &mut self,
+        max_messages: u32,
+        wait: Duration,
+    ) -> Result<Vec<ServiceBusReceivedMessage>, azure_core::Error>;
+    async fn complete(
+        &mut self,
+        message: &ServiceBusReceivedMessage,
+    ) -> Result<(), azure_core::Error>;
+    async fn abandon(
+        &mut self,
+        message: &ServiceBusReceivedMessage,
+    ) -> Result<(), azure_core::Error>;
+    async fn dead_letter(
+        &mut self,
+        message: &ServiceBusReceivedMessage,
+        reason: DeadLetterReason,
+    ) -> Result<(), azure_core::Error>;
+}
+
+fn dead_letter_options(reason: DeadLetterReason) -> DeadLetterOptions {
+    DeadLetterOptions {
+        dead_letter_reason: Some(reason.reason),
+        dead_letter_error_description: Some(reason.description),
+        properties_to_modify: None,
+    }
+}
+
+macro_rules! link_receiver {
+    ($type:ty) => {
+        #[async_trait]
+        impl LinkReceiver for $type {
+            async fn receive_for(
+                &mut self,
+                max_messages: u32,
+                wait: Duration,
+            ) -> Result<Vec<ServiceBusReceivedMessage>, azure_core::Error> {
+                self.receive_messages_with_max_wait_time(max_messages, wait)
+                    .await
+            }
+
+            async fn complete(
+                &mut self,
+                message: &ServiceBusReceivedMessage,
+            ) -> Result<(), azure_core::Error> {
+                self.complete_message(message).await
+            }
+
+            async fn abandon(
+                &mut self,
+                message: &ServiceBusReceivedMessage,
+            ) -> Result<(), azure_core::Error> {
+                self.abandon_message(message, None).await
+            }
+
+            async fn dead_letter(
+                &mut self,
+                message: &ServiceBusReceivedMessage,
+                reason: DeadLetterReason,
+            ) -> Result<(), azure_core::Error> {
+                self.dead_letter_message(message, dead_letter_options(reason))
+                    .await
+            }
+        }
+    };
+}
+
+link_receiver!(ServiceBusReceiver);
+link_receiver!(ServiceBusSessionReceiver);
+
+/// One poll of a receive: up to `max_messages`, returning soon after the first arrived.
+pub(crate) async fn poll<R: LinkReceiver + ?Sized>(
+    receiver: &mut R,
+    max_messages: u32,
+    wait: Duration,
+) -> Result<Vec<ServiceBusReceivedMessage>, azure_core::Error> {
+    let mut messages = receiver.receive_for(1, wait).await?;
+    if !messages.is_empty() && max_messages > 1 {
+        messages.extend(
+            receiver
+                .receive_for(max_messages - 1, MORE_MESSAGES_WAIT)
+                .await?,
+        );
+    }
+    Ok(messages)
+}
+
+/// How long the next poll of a receive that must end at `deadline` may wait.
+pub(crate) fn next_poll(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .clamp(MIN_POLL, POLL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_are_between_the_minimum_and_the_maximum() {
+        let now = Instant::now();
+        assert_eq!(next_poll(now), MIN_POLL);
+        assert_eq!(next_poll(now + Duration::from_secs(30)), POLL);
+        let mid = next_poll(now + Duration::from_millis(600));
+        assert!(mid > MIN_POLL && mid <= Duration::from_millis(600));
+    }
+}
