@@ -544,12 +544,36 @@ impl AzureProvider {
                     if error.kind() != ErrorKind::LockLost {
                         return Err(error);
                     }
+                    // Perhaps by a next-session accept whose caller stopped waiting: it has
+                    // no owner, so release it (or keep it, when it is this session).
+                    if let Some(receiver) = self.take_finished_accept(queue).await {
+                        if receiver.session_id() == session.as_str() {
+                            return self.session_receiver(queue, receiver).map(Some);
+                        }
+                        if let Err(error) = receiver.dispose().await {
+                            tracing::debug!(%error, "releasing an unclaimed session failed");
+                        }
+                        continue;
+                    }
                     if Instant::now() + NAMED_SESSION_RETRY > deadline {
                         return Ok(None);
                     }
                     tokio::time::sleep(NAMED_SESSION_RETRY).await;
                 }
             }
+        }
+    }
+
+    /// The session a finished next-session accept holds for nobody, if any.
+    async fn take_finished_accept(&self, queue: &QueueName) -> Option<ServiceBusSessionReceiver> {
+        let slot = self.inner.pending_accepts.lock().get(queue).cloned()?;
+        let mut pending = slot.try_lock().ok()?;
+        if !pending.as_ref().is_some_and(JoinHandle::is_finished) {
+            return None;
+        }
+        match pending.take()?.await {
+            Ok(Ok(receiver)) => Some(receiver),
+            _ => None,
         }
     }
 
@@ -617,8 +641,7 @@ impl AzureProvider {
         queue: &QueueName,
         message: &queue_core::Message,
     ) -> Result<()> {
-        let declared = self.inner.config.queues().iter().find(|q| &q.name == queue);
-        match (declared.map(|q| q.sessions), message.session_id()) {
+        match (self.declared_sessions(queue), message.session_id()) {
             (Some(true), None) => Err(QueueError::invalid_input(format!(
                 "queue {queue} is session-enabled: every message needs a session id"
             ))),
@@ -627,6 +650,16 @@ impl AzureProvider {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// Whether the configuration declares `queue` session-enabled, when it declares it.
+    fn declared_sessions(&self, queue: &QueueName) -> Option<bool> {
+        self.inner
+            .config
+            .queues()
+            .iter()
+            .find(|declared| &declared.name == queue)
+            .map(|declared| declared.sessions)
     }
 
     fn check_outgoing(&self, queue: &QueueName, message: &queue_core::Message) -> Result<()> {
@@ -1000,6 +1033,11 @@ impl QueueProvider for AzureProvider {
     ) -> Result<Vec<ReceivedMessage>> {
         self.ensure_open("receive")?;
         self.validate_queue_name(queue)?;
+        if options.sub_queue == SubQueue::Main && self.declared_sessions(queue) == Some(true) {
+            return Err(QueueError::invalid_input(format!(
+                "queue {queue} is session-enabled: receive through accept_session"
+            )));
+        }
         self.receive_from(queue, options).await
     }
 
@@ -1012,10 +1050,10 @@ impl QueueProvider for AzureProvider {
         let (_link, mut guard) = self.checkout(queue, options.sub_queue).await?;
         let receiver = guard.as_mut().ok_or_else(|| closed("peek"))?;
         // Always from an explicit sequence number: the SDK's "next" cursor is per link, and
-        // links are shared.
+        // links are shared. Sequence numbers start at 1 (where the SDK's own cursor starts).
         let from = options
             .from_sequence_number
-            .map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX));
+            .map_or(1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         let peeked = receiver
             .peek_messages(
                 u32::try_from(options.max_messages).unwrap_or(u32::MAX),
