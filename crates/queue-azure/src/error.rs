@@ -54,7 +54,6 @@ const CONDITIONS: &[(&str, ErrorKind)] = &[
     ("amqp:invalid-field", ErrorKind::InvalidInput),
     ("AmqpError(InvalidField)", ErrorKind::InvalidInput),
     ("amqp:not-implemented", ErrorKind::Unsupported),
-    ("AmqpError(NotImplemented)", ErrorKind::Unsupported),
     (
         "com.microsoft:store-lock-lost",
         ErrorKind::ServiceUnavailable,
