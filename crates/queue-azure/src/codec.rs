@@ -90,21 +90,20 @@ pub(crate) struct Incoming {
     pub(crate) delivery: DeliveryInfo,
     /// Until when the broker holds the message locked, for received messages.
     pub(crate) locked_until: Option<SystemTime>,
+    /// What the body is, when queue-runtime cannot read it (the message then has an empty body:
+    /// a receiver dead-letters it, a peek shows it empty).
+    pub(crate) unreadable_body: Option<&'static str>,
 }
-
-/// Why a delivered message cannot be handed to the application.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct UnreadableBody(pub(crate) &'static str);
 
 /// Reads a delivered message. Fields another producer set in ways queue-runtime cannot carry
 /// (non-string property values it cannot print, ids it would refuse) are left out and logged
-/// by name; a body that is neither data sections nor a string or binary value is
-/// [`UnreadableBody`], for the caller to dead-letter.
-pub(crate) fn decode(
-    raw: &AmqpMessage<Body<Value>>,
-    now: SystemTime,
-) -> Result<Incoming, UnreadableBody> {
-    let body = body_bytes(&raw.body)?;
+/// by name; a body that is neither data sections nor a string or binary value is flagged in
+/// [`Incoming::unreadable_body`].
+pub(crate) fn decode(raw: &AmqpMessage<Body<Value>>, now: SystemTime) -> Incoming {
+    let (body, unreadable_body) = match body_bytes(&raw.body) {
+        Ok(body) => (body, None),
+        Err(what) => (Bytes::new(), Some(what)),
+    };
     let annotations = raw.message_annotations.as_ref();
     let amqp_properties = raw.properties.as_ref();
     let broker_id = amqp_properties
@@ -211,7 +210,7 @@ pub(crate) fn decode(
         .header
         .as_ref()
         .map_or(1, |header| header.delivery_count.saturating_add(1));
-    Ok(Incoming {
+    Incoming {
         message,
         delivery: DeliveryInfo {
             delivery_count,
@@ -222,10 +221,12 @@ pub(crate) fn decode(
             seal: None,
         },
         locked_until: annotation_time(annotations, LOCKED_UNTIL),
-    })
+        unreadable_body,
+    }
 }
 
-fn body_bytes(body: &Body<Value>) -> Result<Bytes, UnreadableBody> {
+/// The body's bytes, or what the body is when it is none of the kinds queue-runtime reads.
+fn body_bytes(body: &Body<Value>) -> Result<Bytes, &'static str> {
     match body {
         Body::Data(sections) => match sections.as_slice() {
             [single] => Ok(Bytes::copy_from_slice(&single.0)),
@@ -239,11 +240,9 @@ fn body_bytes(body: &Body<Value>) -> Result<Bytes, UnreadableBody> {
             Value::String(text) => Ok(Bytes::copy_from_slice(text.as_bytes())),
             Value::Binary(bytes) => Ok(Bytes::copy_from_slice(bytes)),
             Value::Null => Ok(Bytes::new()),
-            _ => Err(UnreadableBody(
-                "an AMQP value that is neither text nor binary",
-            )),
+            _ => Err("an AMQP value that is neither text nor binary"),
         },
-        Body::Sequence(_) => Err(UnreadableBody("AMQP sequence sections")),
+        Body::Sequence(_) => Err("AMQP sequence sections"),
         Body::Empty => Ok(Bytes::new()),
     }
 }
@@ -251,22 +250,14 @@ fn body_bytes(body: &Body<Value>) -> Result<Bytes, UnreadableBody> {
 fn message_id_text(id: &AmqpMessageId) -> String {
     match id {
         AmqpMessageId::String(text) => text.clone(),
-        AmqpMessageId::Uuid(uuid) => format_uuid(uuid.as_inner()),
+        AmqpMessageId::Uuid(uuid) => uuid_text(uuid.as_inner()),
         AmqpMessageId::Ulong(n) => n.to_string(),
-        AmqpMessageId::Binary(bytes) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        AmqpMessageId::Binary(bytes) => hex::encode(bytes),
     }
 }
 
-fn format_uuid(bytes: &[u8; 16]) -> String {
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+fn uuid_text(bytes: &[u8; 16]) -> String {
+    uuid::Uuid::from_bytes(*bytes).hyphenated().to_string()
 }
 
 /// A property value as text, for the kinds that print without loss.
@@ -286,7 +277,7 @@ fn simple_text(value: &SimpleValue) -> Option<String> {
         SimpleValue::Float(n) => n.to_string(),
         SimpleValue::Double(n) => n.to_string(),
         SimpleValue::Char(c) => c.to_string(),
-        SimpleValue::Uuid(uuid) => format_uuid(uuid.as_inner()),
+        SimpleValue::Uuid(uuid) => uuid_text(uuid.as_inner()),
         SimpleValue::Timestamp(t) => t.milliseconds().to_string(),
         _ => return None,
     })
@@ -345,9 +336,18 @@ mod tests {
         }
     }
 
+    /// `incoming`, after checking its body was readable.
+    fn readable(incoming: Incoming) -> Incoming {
+        assert_eq!(incoming.unreadable_body, None);
+        incoming
+    }
+
     fn round_trip(message: &Message) -> Incoming {
         let outgoing = encode(message).expect("encodes");
-        decode(&delivered(&outgoing.message, 2), SystemTime::UNIX_EPOCH).expect("decodes")
+        readable(decode(
+            &delivered(&outgoing.message, 2),
+            SystemTime::UNIX_EPOCH,
+        ))
     }
 
     #[test]
@@ -488,7 +488,7 @@ mod tests {
             SimpleValue::String("reserved".into()),
         );
         raw.application_properties = Some(ApplicationProperties(properties));
-        let incoming = decode(&raw, SystemTime::UNIX_EPOCH).expect("decodes");
+        let incoming = readable(decode(&raw, SystemTime::UNIX_EPOCH));
         let reason = incoming.delivery.dead_letter.expect("a reason");
         assert_eq!(reason.reason, DeadLetterReason::MAX_DELIVERY_COUNT_EXCEEDED);
         assert!(reason.description.contains("10 delivery attempts"));
@@ -524,7 +524,8 @@ mod tests {
             footer: None,
         };
         let now = from_unix_millis(5_000);
-        let incoming = decode(&raw, now).expect("a string value is a body");
+        let incoming = decode(&raw, now);
+        assert_eq!(incoming.unreadable_body, None, "a string value is a body");
         assert_eq!(incoming.message.body().as_ref(), b"from .NET");
         assert_eq!(
             incoming.message.message_id().as_str(),
@@ -548,11 +549,7 @@ mod tests {
             ..raw.clone()
         };
         assert_eq!(
-            decode(&binary, now)
-                .expect("binary")
-                .message
-                .body()
-                .as_ref(),
+            readable(decode(&binary, now)).message.body().as_ref(),
             &[1, 2, 3]
         );
         let sections = AmqpMessage {
@@ -563,30 +560,20 @@ mod tests {
             ..raw.clone()
         };
         assert_eq!(
-            decode(&sections, now)
-                .expect("sections")
-                .message
-                .body()
-                .as_ref(),
+            readable(decode(&sections, now)).message.body().as_ref(),
             &[1, 2, 3]
         );
         let empty = AmqpMessage {
             body: Body::Empty,
             ..raw.clone()
         };
-        assert!(
-            decode(&empty, now)
-                .expect("empty")
-                .message
-                .body()
-                .is_empty()
-        );
+        assert!(readable(decode(&empty, now)).message.body().is_empty());
         let map = AmqpMessage {
             body: Body::Value(AmqpValue(Value::Long(5))),
             ..raw.clone()
         };
         assert!(
-            decode(&map, now).is_err(),
+            decode(&map, now).unreadable_body.is_some(),
             "a number body cannot be carried"
         );
         let header = AmqpMessage {
@@ -597,10 +584,7 @@ mod tests {
             ..raw
         };
         assert_eq!(
-            decode(&header, now)
-                .expect("decodes")
-                .delivery
-                .delivery_count,
+            readable(decode(&header, now)).delivery.delivery_count,
             u32::MAX
         );
     }

@@ -28,10 +28,10 @@ use queue_core::{
     check_message_size,
 };
 use secrecy::ExposeSecret;
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 
-use crate::codec::{self, Incoming, UnreadableBody};
+use crate::codec::{self, Incoming};
 use crate::config::{AzureConfig, AzureCredentials, AzureTransport, Endpoint};
 use crate::error::{closed, lock_lost, map_sdk_error};
 use crate::links::{LinkReceiver, next_poll, poll};
@@ -53,6 +53,8 @@ const NAMED_SESSION_RETRY: Duration = Duration::from_millis(500);
 
 type Client = ServiceBusClient<BasicRetryPolicy>;
 type Shared<T> = Arc<AsyncMutex<Option<T>>>;
+/// A receive link held for one caller (the guard knows its link).
+type LinkGuard = OwnedMutexGuard<Option<ServiceBusReceiver>>;
 type PendingAccept = JoinHandle<std::result::Result<ServiceBusSessionReceiver, azure_core::Error>>;
 
 /// The Service Bus provider. Cheap to clone: clones share the connection and the links.
@@ -327,14 +329,7 @@ impl AzureProvider {
 
     /// An idle receive link of the queue, locked for this caller: an idle open one, else a new
     /// one while the pool has room, else the next in turn (waiting for it).
-    async fn checkout(
-        &self,
-        queue: &QueueName,
-        sub_queue: SubQueue,
-    ) -> Result<(
-        Shared<ServiceBusReceiver>,
-        tokio::sync::OwnedMutexGuard<Option<ServiceBusReceiver>>,
-    )> {
+    async fn checkout(&self, queue: &QueueName, sub_queue: SubQueue) -> Result<LinkGuard> {
         let pool = self.pool(queue, sub_queue);
         let busy = {
             let mut links = pool.links.lock();
@@ -344,7 +339,7 @@ impl AzureProvider {
                 Ok(guard) if guard.is_none() => false,
                 Ok(guard) => {
                     if idle.is_none() {
-                        idle = Some((link.clone(), guard));
+                        idle = Some(guard);
                     }
                     true
                 }
@@ -359,15 +354,11 @@ impl AzureProvider {
             })
         };
         match busy.flatten() {
-            Some(link) => {
-                let guard = link.clone().lock_owned().await;
-                Ok((link, guard))
-            }
+            Some(link) => Ok(link.lock_owned().await),
             None => {
                 let link = self.open_receiver(queue, sub_queue).await?;
-                let guard = link.clone().lock_owned().await;
                 pool.links.lock().push(link.clone());
-                Ok((link, guard))
+                Ok(link.lock_owned().await)
             }
         }
     }
@@ -381,7 +372,8 @@ impl AzureProvider {
         let max = check_max_messages(options.max_messages, &self.inner.capabilities)?;
         let deadline = Instant::now() + options.wait;
         loop {
-            let (link, mut guard) = self.checkout(queue, options.sub_queue).await?;
+            let mut guard = self.checkout(queue, options.sub_queue).await?;
+            let link = OwnedMutexGuard::mutex(&guard).clone();
             let Some(receiver) = guard.as_mut() else {
                 continue;
             };
@@ -417,7 +409,7 @@ impl AzureProvider {
         self.ensure_open(operation)?;
         let delivery = receipt.data::<Delivery>(NAME)?;
         delivery.check_lock(operation)?;
-        let result = match &delivery.link {
+        match &delivery.link {
             DeliveryLink::Queue(link) => {
                 let mut guard = link.lock().await;
                 let receiver = guard.as_mut().ok_or_else(|| {
@@ -440,11 +432,7 @@ impl AzureProvider {
                     .ok_or_else(|| lock_lost(operation, "the session receiver is closed"))?;
                 settle_on(receiver, delivery, how).await
             }
-        };
-        if result.is_ok() {
-            delivery.lock.lock().settled = true;
         }
-        result
     }
 
     async fn accept_next(
@@ -595,9 +583,8 @@ impl AzureProvider {
                 session_id,
                 receiver: AsyncMutex::new(Some(receiver)),
                 locked_until: parking_lot::Mutex::new(locked_until),
-                provider_closed: self.inner.closed.clone(),
+                provider: self.inner.clone(),
             }),
-            max_receive: self.inner.capabilities.max_receive_messages,
         }))
     }
 
@@ -813,64 +800,65 @@ async fn accept_deliveries<R: LinkReceiver + ?Sized>(
     let now = SystemTime::now();
     let mut messages = Vec::with_capacity(raw.len());
     for delivered in raw {
-        match codec::decode(delivered.raw_amqp_message(), now) {
-            Ok(Incoming {
-                message,
-                delivery,
-                locked_until,
-            }) => {
-                let locked_until = session
-                    .map(|(_, until)| until)
-                    .or(locked_until)
-                    .unwrap_or(now);
-                let receipt = Receipt::new(
-                    NAME,
-                    queue.clone(),
-                    session.map(|(id, _)| id.clone()),
-                    Delivery {
-                        link: link(),
-                        message: AsyncMutex::new(delivered),
-                        lock: parking_lot::Mutex::new(LockState {
-                            locked_until,
-                            settled: false,
-                        }),
-                    },
-                );
-                messages.push(ReceivedMessage {
-                    message,
-                    delivery,
-                    locked_until,
-                    receipt,
-                });
+        let Incoming {
+            message,
+            delivery,
+            locked_until,
+            unreadable_body,
+        } = codec::decode(delivered.raw_amqp_message(), now);
+        if let Some(what) = unreadable_body {
+            let id = delivered
+                .message_id()
+                .map(|id| id.into_owned())
+                .unwrap_or_default();
+            tracing::warn!(
+                queue = %queue,
+                service_bus_message_id = %id,
+                body = what,
+                "dead-lettering a message whose body cannot be read"
+            );
+            let reason = DeadLetterReason::new(
+                UNREADABLE_BODY_REASON,
+                format!(
+                    "the body is {what}; queue-runtime reads data sections and text or binary values"
+                ),
+            );
+            if let Err(error) = receiver.dead_letter(&delivered, reason).await {
+                // Not settled: the lock expires and the broker delivers it again (and
+                // dead-letters it past the maximum delivery count).
+                tracing::warn!(queue = %queue, service_bus_message_id = %id, %error, "dead-lettering an unreadable message failed");
             }
-            Err(UnreadableBody(what)) => {
-                let id = delivered
-                    .message_id()
-                    .map(|id| id.into_owned())
-                    .unwrap_or_default();
-                tracing::warn!(
-                    queue = %queue,
-                    service_bus_message_id = %id,
-                    body = what,
-                    "dead-lettering a message whose body cannot be read"
-                );
-                let reason = DeadLetterReason::new(
-                    UNREADABLE_BODY_REASON,
-                    format!(
-                        "the body is {what}; queue-runtime reads data sections and text or binary values"
-                    ),
-                );
-                if let Err(error) = receiver.dead_letter(&delivered, reason).await {
-                    // Not settled: the lock expires and the broker delivers it again (and
-                    // dead-letters it past the maximum delivery count).
-                    tracing::warn!(queue = %queue, service_bus_message_id = %id, %error, "dead-lettering an unreadable message failed");
-                }
-            }
+            continue;
         }
+        let locked_until = session
+            .map(|(_, until)| until)
+            .or(locked_until)
+            .unwrap_or(now);
+        let receipt = Receipt::new(
+            NAME,
+            queue.clone(),
+            session.map(|(id, _)| id.clone()),
+            Delivery {
+                link: link(),
+                message: AsyncMutex::new(delivered),
+                lock: parking_lot::Mutex::new(LockState {
+                    locked_until,
+                    settled: false,
+                }),
+            },
+        );
+        messages.push(ReceivedMessage {
+            message,
+            delivery,
+            locked_until,
+            receipt,
+        });
     }
     messages
 }
 
+/// Settles `delivery` through `receiver` (the link that delivered it) and records that it is
+/// settled.
 async fn settle_on<R: LinkReceiver + ?Sized>(
     receiver: &mut R,
     delivery: &Delivery,
@@ -883,7 +871,9 @@ async fn settle_on<R: LinkReceiver + ?Sized>(
         Settle::Abandon => receiver.abandon(&message).await,
         Settle::DeadLetter(reason) => receiver.dead_letter(&message, reason).await,
     };
-    result.map_err(|error| map_sdk_error(operation, error))
+    result.map_err(|error| map_sdk_error(operation, error))?;
+    delivery.lock.lock().settled = true;
+    Ok(())
 }
 
 impl Delivery {
@@ -1047,7 +1037,7 @@ impl QueueProvider for AzureProvider {
         if options.max_messages == 0 {
             return Err(QueueError::invalid_input("max_messages must be at least 1"));
         }
-        let (_link, mut guard) = self.checkout(queue, options.sub_queue).await?;
+        let mut guard = self.checkout(queue, options.sub_queue).await?;
         let receiver = guard.as_mut().ok_or_else(|| closed("peek"))?;
         // Always from an explicit sequence number: the SDK's "next" cursor is per link, and
         // links are shared. Sequence numbers start at 1 (where the SDK's own cursor starts).
@@ -1066,33 +1056,13 @@ impl QueueProvider for AzureProvider {
         Ok(peeked
             .iter()
             .map(|message| {
-                let raw = message.raw_amqp_message();
-                match codec::decode(raw, now) {
-                    Ok(incoming) => PeekedMessage {
-                        message: incoming.message,
-                        delivery: incoming.delivery,
-                    },
-                    Err(UnreadableBody(what)) => {
-                        tracing::warn!(queue = %queue, body = what, "peeked a message whose body cannot be read; shown empty");
-                        let mut empty = raw.clone();
-                        empty.body = fe2o3_amqp_types::messaging::Body::Empty;
-                        let incoming = codec::decode(&empty, now).unwrap_or_else(|_| Incoming {
-                            message: queue_core::Message::new(Bytes::new()),
-                            delivery: queue_core::DeliveryInfo {
-                                delivery_count: 0,
-                                enqueued_at: now,
-                                sequence_number: None,
-                                expires_at: None,
-                                dead_letter: None,
-                                seal: None,
-                            },
-                            locked_until: None,
-                        });
-                        PeekedMessage {
-                            message: incoming.message,
-                            delivery: incoming.delivery,
-                        }
-                    }
+                let incoming = codec::decode(message.raw_amqp_message(), now);
+                if let Some(what) = incoming.unreadable_body {
+                    tracing::warn!(queue = %queue, body = what, "peeked a message whose body cannot be read; shown empty");
+                }
+                PeekedMessage {
+                    message: incoming.message,
+                    delivery: incoming.delivery,
                 }
             })
             .collect())
@@ -1276,12 +1246,13 @@ struct SessionLink {
     session_id: SessionId,
     receiver: AsyncMutex<Option<ServiceBusSessionReceiver>>,
     locked_until: parking_lot::Mutex<SystemTime>,
-    provider_closed: Arc<AtomicBool>,
+    /// The provider the session came from: its closed flag and capabilities apply.
+    provider: Arc<Inner>,
 }
 
 impl SessionLink {
     fn check_lock(&self, operation: &'static str) -> Result<()> {
-        if self.provider_closed.load(Ordering::Acquire) {
+        if self.provider.closed.load(Ordering::Acquire) {
             return Err(closed(operation));
         }
         if SystemTime::now() >= *self.locked_until.lock() {
@@ -1308,7 +1279,6 @@ impl SessionLink {
 /// expires.
 struct AzureSessionReceiver {
     link: Arc<SessionLink>,
-    max_receive: usize,
 }
 
 impl fmt::Debug for AzureSessionReceiver {
@@ -1340,9 +1310,7 @@ impl AzureSessionReceiver {
         delivery.check_lock(operation)?;
         let mut guard = self.link.receiver.lock().await;
         let receiver = guard.as_mut().ok_or_else(|| closed(operation))?;
-        settle_on(receiver, delivery, how).await?;
-        delivery.lock.lock().settled = true;
-        Ok(())
+        settle_on(receiver, delivery, how).await
     }
 }
 
@@ -1361,10 +1329,8 @@ impl SessionReceiver for AzureSessionReceiver {
     }
 
     async fn receive(&self, max_messages: usize, wait: Duration) -> Result<Vec<ReceivedMessage>> {
-        if max_messages == 0 {
-            return Err(QueueError::invalid_input("max_messages must be at least 1"));
-        }
-        let max = u32::try_from(max_messages.min(self.max_receive)).unwrap_or(u32::MAX);
+        let max = check_max_messages(max_messages, &self.link.provider.capabilities)?;
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
         let deadline = Instant::now() + wait;
         loop {
             self.link.check_lock("receive")?;
