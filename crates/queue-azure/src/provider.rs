@@ -11,8 +11,8 @@ use azservicebus::core::BasicRetryPolicy;
 use azservicebus::primitives::service_bus_received_message::ServiceBusReceivedMessage;
 use azservicebus::{
     CreateMessageBatchOptions, ServiceBusClient, ServiceBusClientOptions, ServiceBusMessage,
-    ServiceBusReceiveMode, ServiceBusReceiver, ServiceBusReceiverOptions, ServiceBusRetryOptions,
-    ServiceBusSender, ServiceBusSenderOptions, ServiceBusSessionReceiver,
+    ServiceBusMessageBatch, ServiceBusReceiveMode, ServiceBusReceiver, ServiceBusReceiverOptions,
+    ServiceBusRetryOptions, ServiceBusSender, ServiceBusSenderOptions, ServiceBusSessionReceiver,
     ServiceBusSessionReceiverOptions, ServiceBusTransportType, SubQueue as SdkSubQueue,
 };
 use azure_core::credentials::{Secret, TokenCredential};
@@ -649,6 +649,31 @@ impl AzureProvider {
             .map(|declared| declared.sessions)
     }
 
+    /// Records the outcome of one batch request for each message in it (`in_batch`, emptied).
+    fn record_batch(
+        &self,
+        queue: &QueueName,
+        messages: &[queue_core::Message],
+        results: &mut [Option<Result<SendOutcome>>],
+        in_batch: &mut Vec<usize>,
+        sent: std::result::Result<(), azure_core::Error>,
+    ) {
+        let error = sent.err().map(|error| map_sdk_error("send_batch", error));
+        if let Some(error) = &error {
+            self.forget_sender(queue, error);
+        }
+        for index in in_batch.drain(..) {
+            results[index] = Some(match &error {
+                None => Ok(SendOutcome {
+                    message_id: messages[index].message_id().clone(),
+                    sequence_number: None,
+                }),
+                Some(error) => Err(QueueError::new(error.kind(), error.message().to_owned())
+                    .with_operation("send_batch")),
+            });
+        }
+    }
+
     fn check_outgoing(&self, queue: &QueueName, message: &queue_core::Message) -> Result<()> {
         check_message_size(message.approximate_size(), &self.inner.capabilities)?;
         self.check_session_presence(queue, message)
@@ -926,82 +951,61 @@ impl QueueProvider for AzureProvider {
         self.ensure_open("send_batch")?;
         self.validate_queue_name(queue)?;
         let sender = self.sender(queue).await?;
-        let mut results: Vec<Option<Result<SendOutcome>>> = Vec::with_capacity(messages.len());
-        // Messages of the batch being filled: (index in `results`, outcome if it goes through).
-        let mut pending: Vec<(usize, SendOutcome)> = Vec::new();
-        let mut batch = None;
-        for message in &messages {
-            let index = results.len();
-            results.push(None);
-            let outgoing = match self
+        let mut results: Vec<Option<Result<SendOutcome>>> = messages.iter().map(|_| None).collect();
+        let mut immediate = Vec::new();
+        let mut scheduled = Vec::new();
+        for (index, message) in messages.iter().enumerate() {
+            match self
                 .check_outgoing(queue, message)
                 .and_then(|()| codec::encode(message))
             {
-                Ok(outgoing) => outgoing,
-                Err(error) => {
-                    results[index] = Some(Err(error));
-                    continue;
-                }
-            };
-            if outgoing.scheduled_at.is_some() {
-                // Scheduling is its own broker call, with a sequence number per message.
-                results[index] = Some(self.send_one(queue, message).await);
-                continue;
-            }
-            let outcome = SendOutcome {
-                message_id: message.message_id().clone(),
-                sequence_number: None,
-            };
-            let mut guard = sender.lock().await;
-            let link = guard.as_mut().ok_or_else(|| closed("send_batch"))?;
-            let mut candidate = Some(outgoing.message);
-            while let Some(next) = candidate.take() {
-                let current = match batch.as_mut() {
-                    Some(current) => current,
-                    None => batch.insert(
-                        link.create_message_batch(CreateMessageBatchOptions::default())
-                            .map_err(|error| {
-                                QueueError::new(
-                                    ErrorKind::Provider,
-                                    format!("Service Bus batch could not be created: {error}"),
-                                )
-                            })?,
-                    ),
-                };
-                let full = current.len() >= MAX_BATCH_MESSAGES;
-                let refused = if full {
-                    Some(next)
-                } else {
-                    current.try_add_message(next).err().map(recover_message)
-                };
-                match refused {
-                    None => pending.push((index, outcome.clone())),
-                    Some(_) if current.is_empty() => {
-                        results[index] = Some(Err(QueueError::message_too_large(
-                            message.approximate_size(),
-                            usize::try_from(current.max_size_in_bytes()).unwrap_or(usize::MAX),
-                        )));
-                    }
-                    Some(refused) => {
-                        let Some(full_batch) = batch.take() else {
-                            break;
-                        };
-                        let sent = link.send_message_batch(full_batch).await;
-                        settle_batch(&mut results, &mut pending, sent, |error| {
-                            self.forget_sender(queue, error)
-                        });
-                        candidate = Some(refused);
-                    }
-                }
+                Err(error) => results[index] = Some(Err(error)),
+                Ok(outgoing) if outgoing.scheduled_at.is_some() => scheduled.push(index),
+                Ok(outgoing) => immediate.push((index, outgoing.message)),
             }
         }
-        if let Some(last) = batch.filter(|batch| !batch.is_empty()) {
+        if !immediate.is_empty() {
+            // The link is held for every batch of the call: a batch failing with a connection
+            // error cannot take it away from the next ones (those then fail on their own), so
+            // once something was sent, every message gets its own result.
             let mut guard = sender.lock().await;
             let link = guard.as_mut().ok_or_else(|| closed("send_batch"))?;
-            let sent = link.send_message_batch(last).await;
-            settle_batch(&mut results, &mut pending, sent, |error| {
-                self.forget_sender(queue, error)
-            });
+            let mut batch = new_batch(link)?;
+            // The messages in `batch`, by index.
+            let mut in_batch: Vec<usize> = Vec::new();
+            for (index, message) in immediate {
+                let mut candidate = Some(message);
+                while let Some(next) = candidate.take() {
+                    let refused = if in_batch.len() >= MAX_BATCH_MESSAGES {
+                        Some(next)
+                    } else {
+                        batch.try_add_message(next).err().map(recover_message)
+                    };
+                    match refused {
+                        None => in_batch.push(index),
+                        Some(_) if in_batch.is_empty() => {
+                            results[index] = Some(Err(QueueError::message_too_large(
+                                messages[index].approximate_size(),
+                                usize::try_from(batch.max_size_in_bytes()).unwrap_or(usize::MAX),
+                            )));
+                        }
+                        Some(refused) => {
+                            let full = std::mem::replace(&mut batch, new_batch(link)?);
+                            let sent = link.send_message_batch(full).await;
+                            self.record_batch(queue, &messages, &mut results, &mut in_batch, sent);
+                            candidate = Some(refused);
+                        }
+                    }
+                }
+            }
+            if !in_batch.is_empty() {
+                let sent = link.send_message_batch(batch).await;
+                self.record_batch(queue, &messages, &mut results, &mut in_batch, sent);
+            }
+        }
+        // Scheduling is its own broker call, with a sequence number per message.
+        for index in scheduled {
+            results[index] = Some(self.send_one(queue, &messages[index]).await);
         }
         Ok(results
             .into_iter()
@@ -1195,29 +1199,16 @@ fn recover_message(error: azservicebus::amqp::error::TryAddMessageError) -> Serv
     }
 }
 
-/// Records the outcome of one batch request for every message in it.
-fn settle_batch(
-    results: &mut [Option<Result<SendOutcome>>],
-    pending: &mut Vec<(usize, SendOutcome)>,
-    sent: std::result::Result<(), azure_core::Error>,
-    on_error: impl Fn(&QueueError),
-) {
-    match sent {
-        Ok(()) => {
-            for (index, outcome) in pending.drain(..) {
-                results[index] = Some(Ok(outcome));
-            }
-        }
-        Err(error) => {
-            let error = map_sdk_error("send_batch", error);
-            on_error(&error);
-            let kind = error.kind();
-            let message = error.to_string();
-            for (index, _) in pending.drain(..) {
-                results[index] = Some(Err(QueueError::new(kind, message.clone())));
-            }
-        }
-    }
+/// An empty batch bounded by the send link's message size (the SDK refuses only explicit
+/// sizes out of range, and none is asked for).
+fn new_batch(link: &ServiceBusSender) -> Result<ServiceBusMessageBatch> {
+    link.create_message_batch(CreateMessageBatchOptions::default())
+        .map_err(|error| {
+            QueueError::new(
+                ErrorKind::Provider,
+                format!("Service Bus batch could not be created: {error}"),
+            )
+        })
 }
 
 /// Service Bus's queue naming rules, stricter than [`QueueName`]'s.
