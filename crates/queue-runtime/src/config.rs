@@ -751,9 +751,33 @@ fn validate_azure(
             None
         }
     };
-    let mut config = AzureConfig::new(credentials.unwrap_or(AzureCredentials::Default {
-        namespace: String::new(),
-    }));
+    let transport = match raw.transport.as_deref() {
+        None | Some("amqp") => Some(AzureTransport::Amqp),
+        Some("amqp-websockets") => Some(AzureTransport::AmqpWebSockets),
+        Some(other) => {
+            problems.push(problem(
+                "azure.transport",
+                format!("{other:?}: expected \"amqp\" or \"amqp-websockets\""),
+            ));
+            None
+        }
+    };
+    let mut queues = Vec::new();
+    for (index, queue) in raw.queues.iter().enumerate() {
+        match queue_core::QueueName::new(&queue.name) {
+            Ok(name) => queues.push((name, queue.sessions)),
+            Err(error) => {
+                problems.push(problem(format!("azure.queues[{index}]"), error.message()));
+            }
+        }
+    }
+    // Every field was read (so every problem is reported); build only from a clean read.
+    let (Some(credentials), Some(transport), true) =
+        (credentials, transport, problems.len() == before)
+    else {
+        return None;
+    };
+    let mut config = AzureConfig::new(credentials).with_transport(transport);
     if let Some(check) = raw.check_on_connect {
         config = config.with_check_on_connect(check);
     }
@@ -769,28 +793,16 @@ fn validate_azure(
     if let Some(timeout) = raw.operation_timeout {
         config = config.with_operation_timeout(timeout);
     }
-    match raw.transport.as_deref() {
-        None | Some("amqp") => {}
-        Some("amqp-websockets") => config = config.with_transport(AzureTransport::AmqpWebSockets),
-        Some(other) => problems.push(problem(
-            "azure.transport",
-            format!("{other:?}: expected \"amqp\" or \"amqp-websockets\""),
-        )),
+    for (name, sessions) in queues {
+        config = config.with_queue(name, sessions);
     }
-    for (index, queue) in raw.queues.iter().enumerate() {
-        match queue_core::QueueName::new(&queue.name) {
-            Ok(name) => config = config.with_queue(name, queue.sessions),
-            Err(error) => {
-                problems.push(problem(format!("azure.queues[{index}]"), error.message()));
-            }
+    match config.validate() {
+        Ok(()) => Some(config),
+        Err(error) => {
+            problems.push(problem("azure", error.message()));
+            None
         }
     }
-    if problems.len() == before
-        && let Err(error) = config.validate()
-    {
-        problems.push(problem("azure", error.message()));
-    }
-    (problems.len() == before).then_some(config)
 }
 
 fn validate_security(
