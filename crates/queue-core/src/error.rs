@@ -44,6 +44,9 @@ pub enum ErrorKind {
     Crypto,
     /// The client, provider or session receiver was closed.
     Closed,
+    /// The circuit breaker around the provider is open after repeated failures: the call was not
+    /// made. Transient: [`QueueError::retry_after`] says when the breaker lets a trial call through.
+    CircuitOpen,
     /// Anything else the provider reported. Not retried.
     Provider,
 }
@@ -66,6 +69,7 @@ impl ErrorKind {
             ErrorKind::Config => "config",
             ErrorKind::Crypto => "crypto",
             ErrorKind::Closed => "closed",
+            ErrorKind::CircuitOpen => "circuit_open",
             ErrorKind::Provider => "provider",
         }
     }
@@ -79,6 +83,7 @@ impl ErrorKind {
                 | ErrorKind::Connection
                 | ErrorKind::ServiceUnavailable
                 | ErrorKind::QueueFull
+                | ErrorKind::CircuitOpen
         )
     }
 }

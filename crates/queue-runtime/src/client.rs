@@ -12,6 +12,7 @@ use queue_core::{
 use tracing::{debug, warn};
 
 use crate::config::{ClientConfig, ProviderConfig};
+use crate::resilience::{CircuitBreaker, CircuitState, Resilience, ResilientProvider};
 use crate::security::{self, Security, Verdict};
 
 /// Sends, receives and settles messages through the provider chosen by configuration.
@@ -28,6 +29,7 @@ use crate::security::{self, Security, Verdict};
 pub struct QueueClient {
     provider: Arc<dyn QueueProvider>,
     security: Option<Arc<Security>>,
+    circuit: Option<Arc<CircuitBreaker>>,
 }
 
 impl QueueClient {
@@ -36,7 +38,24 @@ impl QueueClient {
         QueueClient {
             provider,
             security: None,
+            circuit: None,
         }
+    }
+
+    /// Retries transient provider errors and puts a circuit breaker around the provider
+    /// ([`ResilientProvider`]). Clients built from configuration have it already (with
+    /// [`ClientConfig::resilience`]); a client from [`new`](Self::new) calls the provider bare.
+    /// Fails when `resilience` is invalid.
+    pub fn with_resilience(mut self, resilience: Resilience) -> Result<Self> {
+        let resilient = ResilientProvider::new(self.provider, resilience)?;
+        self.circuit = Some(resilient.circuit().clone());
+        self.provider = Arc::new(resilient);
+        Ok(self)
+    }
+
+    /// The state of the circuit breaker, when the client has one.
+    pub fn circuit_state(&self) -> Option<CircuitState> {
+        self.circuit.as_ref().map(|breaker| breaker.state())
     }
 
     /// Seals on send and opens on receive with these keys and policies.
@@ -92,11 +111,7 @@ impl QueueClient {
                     }
                     broker.create_queue(&queue.name, options)?;
                 }
-                let client = QueueClient::new(Arc::new(broker));
-                match &config.security {
-                    Some(security) => Ok(client.with_security(security.build()?)),
-                    None => Ok(client),
-                }
+                QueueClient::configured(Arc::new(broker), config)
             }
             #[cfg(feature = "sqs")]
             ProviderConfig::Sqs(_) => Err(QueueError::new(
@@ -115,19 +130,24 @@ impl QueueClient {
     /// connect asynchronously (they check their credentials and queues at connect, unless told
     /// not to).
     pub async fn connect(config: &ClientConfig) -> Result<Self> {
-        let provider: Arc<dyn QueueProvider> = match &config.provider {
-            #[cfg(feature = "sqs")]
-            ProviderConfig::Sqs(settings) => {
-                Arc::new(queue_sqs::SqsProvider::connect(settings.clone()).await?)
-            }
-            #[cfg(feature = "azure")]
-            ProviderConfig::Azure(settings) => {
-                Arc::new(queue_azure::AzureProvider::connect(settings).await?)
-            }
-            #[allow(unreachable_patterns)]
-            _ => return QueueClient::from_config(config),
-        };
-        let client = QueueClient::new(provider);
+        #[cfg(feature = "sqs")]
+        #[allow(irrefutable_let_patterns)]
+        if let ProviderConfig::Sqs(settings) = &config.provider {
+            let provider = queue_sqs::SqsProvider::connect(settings.clone()).await?;
+            return QueueClient::configured(Arc::new(provider), config);
+        }
+        #[cfg(feature = "azure")]
+        #[allow(irrefutable_let_patterns)]
+        if let ProviderConfig::Azure(settings) = &config.provider {
+            let provider = queue_azure::AzureProvider::connect(settings).await?;
+            return QueueClient::configured(Arc::new(provider), config);
+        }
+        QueueClient::from_config(config)
+    }
+
+    /// The configured client over a provider just built: retries and breaker, then security.
+    fn configured(provider: Arc<dyn QueueProvider>, config: &ClientConfig) -> Result<Self> {
+        let client = QueueClient::new(provider).with_resilience(config.resilience)?;
         match &config.security {
             Some(security) => Ok(client.with_security(security.build()?)),
             None => Ok(client),

@@ -49,6 +49,18 @@
 //! # name = "pr-events"
 //! # sessions = true
 //!
+//! # Retries of transient provider errors and the circuit breaker (see `docs/resilience.md`);
+//! # these are the defaults and may be left out. `max_attempts = 1` turns retrying off.
+//! [resilience]
+//! max_attempts = 3
+//! initial_delay = "1s"
+//! max_delay = "30s"
+//! multiplier = 2
+//! max_elapsed = "2m"
+//! failure_threshold = 5
+//! open_for = "30s"
+//! success_threshold = 3
+//!
 //! # Keys make the client seal and open (see `docs/security.md`); the policy below is the
 //! # default, secure one and may be left out.
 //! [security]
@@ -94,6 +106,7 @@ use queue_keys::{EnvKeys, FileKeys, KeyRing, KeyRingOptions, KeySource};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::resilience::{CircuitSettings, Resilience, RetryPolicy};
 use crate::security::{QueuePolicy, Security, UnsealedPolicy};
 
 /// The providers this library knows, and the cargo feature that brings each in.
@@ -107,6 +120,8 @@ pub struct ClientConfig {
     pub provider: ProviderConfig,
     /// Keys and policies; `None` sends and receives unsealed.
     pub security: Option<SecuritySettings>,
+    /// Retries and circuit breaker around the provider.
+    pub resilience: Resilience,
 }
 
 /// Where the keys come from, how they are cached, and the queues' policies.
@@ -332,6 +347,25 @@ struct RawConfig {
     #[cfg_attr(not(feature = "azure"), allow(dead_code))]
     azure: Option<RawAzure>,
     security: Option<RawSecurity>,
+    resilience: Option<RawResilience>,
+}
+
+/// `[resilience]`: the retry policy and the circuit breaker, flat.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResilience {
+    max_attempts: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    initial_delay: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    max_delay: Option<Duration>,
+    multiplier: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    max_elapsed: Option<Duration>,
+    failure_threshold: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    open_for: Option<Duration>,
+    success_threshold: Option<u32>,
 }
 
 /// `[sqs]`: credentials are never read from the file; they come from the standard AWS chain
@@ -447,6 +481,7 @@ impl ClientConfig {
         ClientConfig {
             provider: ProviderConfig::Memory(settings),
             security: None,
+            resilience: Resilience::default(),
         }
     }
 
@@ -604,10 +639,50 @@ fn validate(raw: RawConfig) -> Result<ClientConfig, ConfigError> {
     let security = raw
         .security
         .and_then(|security| validate_security(security, &mut problems));
+    let resilience = validate_resilience(raw.resilience.unwrap_or_default(), &mut problems);
     match built {
-        Some(provider) if problems.is_empty() => Ok(ClientConfig { provider, security }),
+        Some(provider) if problems.is_empty() => Ok(ClientConfig {
+            provider,
+            security,
+            resilience,
+        }),
         _ => Err(ConfigError { problems }),
     }
+}
+
+fn validate_resilience(raw: RawResilience, problems: &mut Vec<ConfigProblem>) -> Resilience {
+    let defaults = Resilience::default();
+    let resilience = Resilience {
+        retry: RetryPolicy {
+            max_attempts: raw.max_attempts.unwrap_or(defaults.retry.max_attempts),
+            initial_delay: raw.initial_delay.unwrap_or(defaults.retry.initial_delay),
+            max_delay: raw.max_delay.unwrap_or(defaults.retry.max_delay),
+            multiplier: raw.multiplier.unwrap_or(defaults.retry.multiplier),
+            max_elapsed: raw.max_elapsed.unwrap_or(defaults.retry.max_elapsed),
+        },
+        circuit: CircuitSettings {
+            failure_threshold: raw
+                .failure_threshold
+                .unwrap_or(defaults.circuit.failure_threshold),
+            open_for: raw.open_for.unwrap_or(defaults.circuit.open_for),
+            success_threshold: raw
+                .success_threshold
+                .unwrap_or(defaults.circuit.success_threshold),
+        },
+    };
+    // Both halves are checked, so every invalid field is reported.
+    for error in [resilience.retry.validate(), resilience.circuit.validate()]
+        .into_iter()
+        .filter_map(Result::err)
+    {
+        let (section, reason) = error
+            .message()
+            .split_once(": ")
+            .unwrap_or(("", error.message()));
+        let field = reason.split_whitespace().next().unwrap_or(section);
+        problems.push(problem(format!("resilience.{field}"), reason.to_owned()));
+    }
+    resilience
 }
 
 #[cfg(feature = "sqs")]
@@ -1115,6 +1190,31 @@ key_fle = \"k\"",
         )
         .unwrap_err();
         assert!(typo.to_string().contains("key_fle"), "{typo}");
+    }
+
+    #[test]
+    fn resilience_settings_parse_and_bad_ones_are_reported() {
+        let config = ClientConfig::from_toml_str(
+            "[resilience]\nmax_attempts = 5\ninitial_delay = \"200ms\"\nopen_for = \"10s\"",
+        )
+        .unwrap();
+        assert_eq!(config.resilience.retry.max_attempts, 5);
+        assert_eq!(
+            config.resilience.retry.initial_delay,
+            Duration::from_millis(200)
+        );
+        assert_eq!(config.resilience.retry.max_delay, Duration::from_secs(30));
+        assert_eq!(config.resilience.circuit.open_for, Duration::from_secs(10));
+        assert_eq!(config.resilience.circuit.failure_threshold, 5);
+
+        let error =
+            ClientConfig::from_toml_str("[resilience]\nmax_attempts = 0\nsuccess_threshold = 0")
+                .unwrap_err();
+        let paths: Vec<&str> = error.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["resilience.max_attempts", "resilience.success_threshold"]
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ compile_error!(
 
 mod client;
 pub mod config;
+pub mod resilience;
 pub mod security;
 pub mod webhook;
 
