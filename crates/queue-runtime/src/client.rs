@@ -9,11 +9,12 @@ use queue_core::{
     QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage, Result,
     SendOutcome, SessionId, SessionReceiver, SessionSelector,
 };
-use tracing::{debug, warn};
+use tracing::{Instrument, Span, debug, warn};
 
 use crate::config::{ClientConfig, ProviderConfig};
 use crate::resilience::{CircuitBreaker, CircuitState, Resilience, ResilientProvider};
 use crate::security::{self, Security, Verdict};
+use crate::telemetry::{self, SessionIdPrivacy, propagation};
 
 /// Sends, receives and settles messages through the provider chosen by configuration.
 ///
@@ -30,6 +31,7 @@ pub struct QueueClient {
     provider: Arc<dyn QueueProvider>,
     security: Option<Arc<Security>>,
     circuit: Option<Arc<CircuitBreaker>>,
+    session_ids: SessionIdPrivacy,
 }
 
 impl QueueClient {
@@ -39,6 +41,7 @@ impl QueueClient {
             provider,
             security: None,
             circuit: None,
+            session_ids: SessionIdPrivacy::plain(),
         }
     }
 
@@ -51,6 +54,19 @@ impl QueueClient {
         self.circuit = Some(resilient.circuit().clone());
         self.provider = Arc::new(resilient);
         Ok(self)
+    }
+
+    /// How session ids appear in this client's (and its processors') logs and spans: as they
+    /// are, or hashed ([`SessionIdPrivacy`]).
+    #[must_use]
+    pub fn with_session_id_privacy(mut self, privacy: SessionIdPrivacy) -> Self {
+        self.session_ids = privacy;
+        self
+    }
+
+    /// How session ids appear in logs.
+    pub fn session_id_privacy(&self) -> &SessionIdPrivacy {
+        &self.session_ids
     }
 
     /// The state of the circuit breaker, when the client has one.
@@ -169,20 +185,22 @@ impl QueueClient {
         self.provider.capabilities()
     }
 
-    /// Sends one message (sealed, when the queue's policy says so).
-    pub async fn send(&self, queue: &QueueName, message: Message) -> Result<SendOutcome> {
+    /// Sends one message (sealed, when the queue's policy says so). With the `opentelemetry`
+    /// feature, the current trace context travels in the message's `traceparent` property
+    /// (authenticated with the rest when sealed).
+    pub async fn send(&self, queue: &QueueName, mut message: Message) -> Result<SendOutcome> {
         self.provider.validate_queue_name(queue)?;
-        let message_id = message.message_id().clone();
-        let message = self.seal(queue, message).await?;
-        let outcome = self.provider.send(queue, message).await;
-        debug!(
-            messaging.system = self.provider.name(),
-            messaging.destination.name = %queue,
-            messaging.message.id = %message_id,
-            ok = outcome.is_ok(),
-            "send"
-        );
-        outcome
+        let span = self.span("send", "send", queue);
+        span.record("messaging.message.id", message.message_id().as_str());
+        async {
+            propagation::inject(&mut message);
+            let message = self.seal(queue, message).await?;
+            let outcome = self.provider.send(queue, message).await;
+            debug!(ok = outcome.is_ok(), "send");
+            outcome
+        }
+        .instrument(span)
+        .await
     }
 
     /// Sends several messages; one result per message (some may fail while others succeed).
@@ -193,39 +211,56 @@ impl QueueClient {
     ) -> Result<Vec<Result<SendOutcome>>> {
         self.provider.validate_queue_name(queue)?;
         let count = messages.len();
-        // A message that cannot be sealed fails alone, as a provider-refused entry would.
-        let mut outcomes: Vec<Option<Result<SendOutcome>>> = Vec::with_capacity(count);
-        let mut sealed = Vec::with_capacity(count);
-        for message in messages {
-            match self.seal(queue, message).await {
-                Ok(message) => {
-                    outcomes.push(None);
-                    sealed.push(message);
+        let span = self.span("send", "send_batch", queue);
+        span.record("messaging.batch.message_count", count);
+        async {
+            // A message that cannot be sealed fails alone, as a provider-refused entry would.
+            let mut outcomes: Vec<Option<Result<SendOutcome>>> = Vec::with_capacity(count);
+            let mut sealed = Vec::with_capacity(count);
+            for mut message in messages {
+                propagation::inject(&mut message);
+                match self.seal(queue, message).await {
+                    Ok(message) => {
+                        outcomes.push(None);
+                        sealed.push(message);
+                    }
+                    Err(error) => outcomes.push(Some(Err(error))),
                 }
-                Err(error) => outcomes.push(Some(Err(error))),
             }
-        }
-        let mut sent = if sealed.is_empty() {
-            Vec::new()
-        } else {
-            self.provider.send_batch(queue, sealed).await?
-        }
-        .into_iter();
-        let outcomes = outcomes
-            .into_iter()
-            .map(|outcome| {
-                outcome.unwrap_or_else(|| {
-                    sent.next().unwrap_or_else(|| {
-                        Err(QueueError::new(
-                            queue_core::ErrorKind::Provider,
-                            "the provider returned fewer batch results than messages",
-                        ))
+            let mut sent = if sealed.is_empty() {
+                Vec::new()
+            } else {
+                self.provider.send_batch(queue, sealed).await?
+            }
+            .into_iter();
+            let outcomes = outcomes
+                .into_iter()
+                .map(|outcome| {
+                    outcome.unwrap_or_else(|| {
+                        sent.next().unwrap_or_else(|| {
+                            Err(QueueError::new(
+                                queue_core::ErrorKind::Provider,
+                                "the provider returned fewer batch results than messages",
+                            ))
+                        })
                     })
                 })
-            })
-            .collect();
-        debug!(messaging.destination.name = %queue, count, "send_batch");
-        Ok(outcomes)
+                .collect();
+            debug!(count, "send_batch");
+            Ok(outcomes)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The span of one operation of this client on `queue`.
+    fn span(
+        &self,
+        operation_type: &'static str,
+        operation: &'static str,
+        queue: &QueueName,
+    ) -> Span {
+        telemetry::operation_span(self.provider.name(), operation_type, operation, queue)
     }
 
     async fn seal(&self, queue: &QueueName, message: Message) -> Result<Message> {
@@ -246,6 +281,7 @@ impl QueueClient {
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>> {
         self.provider.validate_queue_name(queue)?;
+        let span = self.span("receive", "receive", queue);
         let received = receive_verified(
             self.security.as_deref(),
             Settler::Queue(self.provider.as_ref()),
@@ -253,10 +289,12 @@ impl QueueClient {
             max_messages,
             wait,
         )
+        .instrument(span.clone())
         .await?;
+        span.record("messaging.batch.message_count", received.len());
         for message in &received {
             debug!(
-                messaging.destination.name = %queue,
+                parent: &span,
                 messaging.message.id = %message.message_id(),
                 delivery_count = message.delivery_count(),
                 "received"
@@ -292,10 +330,11 @@ impl QueueClient {
             .receive(queue, ReceiveOptions::new(max_messages, wait).dead_letter())
             .await?;
         if let Some(security) = &self.security {
-            let messages = received
-                .iter_mut()
-                .map(|m| (&mut m.message, &mut m.delivery));
-            security.inspect(queue, messages).await;
+            for m in &mut received {
+                security
+                    .inspect(queue, &mut m.message, &mut m.delivery)
+                    .await;
+            }
         }
         Ok(received)
     }
@@ -310,8 +349,11 @@ impl QueueClient {
         self.provider.validate_queue_name(queue)?;
         let mut peeked = self.provider.peek(queue, options).await?;
         if let Some(security) = &self.security {
-            let messages = peeked.iter_mut().map(|m| (&mut m.message, &mut m.delivery));
-            security.inspect(queue, messages).await;
+            for m in &mut peeked {
+                security
+                    .inspect(queue, &mut m.message, &mut m.delivery)
+                    .await;
+            }
         }
         Ok(peeked)
     }
@@ -386,7 +428,7 @@ impl QueueClient {
         if let Some(receiver) = &accepted {
             debug!(
                 messaging.destination.name = %queue,
-                session_id = %receiver.session_id(),
+                session = %self.session_ids.display(receiver.session_id()),
                 "session accepted"
             );
         }

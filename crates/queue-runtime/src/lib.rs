@@ -8,8 +8,11 @@ compile_error!(
 
 mod client;
 pub mod config;
+pub mod dead_letters;
+pub mod processor;
 pub mod resilience;
 pub mod security;
+pub mod telemetry;
 pub mod webhook;
 
 pub use client::{ClientSession, QueueClient};
@@ -42,6 +45,9 @@ pub use queue_sqs as sqs;
 pub mod prelude {
     pub use crate::client::{ClientSession, QueueClient};
     pub use crate::config::ClientConfig;
+    pub use crate::processor::{
+        CancellationToken, HandlerContext, Outcome, Processor, ProcessorOptions, ProcessorReport,
+    };
     pub use crate::security::{QueuePolicy, Security, UnsealedPolicy};
     pub use queue_core::{
         DeadLetterReason, ErrorKind, Message, MessageId, QueueError, QueueName, ReceivedMessage,

@@ -285,19 +285,18 @@ impl Security {
     /// Opens what opens, for reading dead letters and peeking: no freshness or replay check (the
     /// messages are being inspected, not processed), nothing refused. What does not open is
     /// returned as it sits in the queue, with `delivery.seal == None`.
-    pub(crate) async fn inspect<'a>(
+    pub(crate) async fn inspect(
         &self,
         queue: &QueueName,
-        messages: impl IntoIterator<Item = (&'a mut Message, &'a mut DeliveryInfo)>,
+        message: &mut Message,
+        delivery: &mut DeliveryInfo,
     ) {
-        for (message, delivery) in messages {
-            if !looks_sealed(message.body()) {
-                continue;
-            }
-            let context = context_of(queue, message);
-            if let Ok(opened) = self.keys.open(message.body(), &context).await {
-                hand_over(opened, message, delivery);
-            }
+        if !looks_sealed(message.body()) {
+            return;
+        }
+        let context = context_of(queue, message);
+        if let Ok(opened) = self.keys.open(message.body(), &context).await {
+            hand_over(opened, message, delivery);
         }
     }
 

@@ -1,0 +1,216 @@
+//! Tracing and metrics conventions shared by the client and the processor: OpenTelemetry
+//! messaging attribute names, how session ids appear, and (with the `opentelemetry` feature) the
+//! trace context carried in a message property.
+//!
+//! Spans use the OpenTelemetry messaging semantic conventions as `tracing` field names
+//! (`messaging.system`, `messaging.destination.name`, `messaging.operation.type`,
+//! `messaging.message.id`, ...), so a `tracing-opentelemetry` layer exports them as attributes.
+//! The metric names are listed in [docs/observability.md](../../../docs/observability.md).
+
+use std::fmt;
+use std::sync::Arc;
+
+use queue_core::{QueueName, SessionId};
+use ring::hmac;
+use ring::rand::SystemRandom;
+
+/// The message property that carries the producer's W3C trace context.
+pub const TRACEPARENT_PROPERTY: &str = "traceparent";
+/// The message property that carries the producer's W3C trace state, when it has one.
+pub const TRACESTATE_PROPERTY: &str = "tracestate";
+
+/// The `messaging.system` value of a provider, per the OpenTelemetry conventions.
+pub fn messaging_system(provider: &str) -> &'static str {
+    match provider {
+        "sqs" => "aws_sqs",
+        "azure" => "servicebus",
+        "memory" => "queue_runtime_memory",
+        _ => "queue_runtime",
+    }
+}
+
+/// The span of one operation on `queue`, with the OpenTelemetry messaging attributes.
+/// `operation_type` is the convention's kind (`send`, `receive`, `process`, `settle`);
+/// `operation` our name for the call. `messaging.message.id` and
+/// `messaging.batch.message_count` are recorded when known.
+pub(crate) fn operation_span(
+    provider: &str,
+    operation_type: &'static str,
+    operation: &'static str,
+    queue: &QueueName,
+) -> tracing::Span {
+    let span_kind = match operation_type {
+        "send" => "producer",
+        "receive" | "process" => "consumer",
+        _ => "client",
+    };
+    tracing::info_span!(
+        "messaging",
+        otel.name = %format_args!("{operation} {queue}"),
+        otel.kind = span_kind,
+        messaging.system = messaging_system(provider),
+        messaging.destination.name = %queue,
+        messaging.operation.type = operation_type,
+        messaging.operation.name = operation,
+        messaging.message.id = tracing::field::Empty,
+        messaging.batch.message_count = tracing::field::Empty,
+        messaging.message.delivery_count = tracing::field::Empty,
+        session = tracing::field::Empty,
+    )
+}
+
+/// How session ids appear in logs, spans and metric labels. Session ids may carry private names
+/// (a repository, a customer), so they can be replaced by a keyed hash: the same id always gives
+/// the same hash under one key, and without the key the hash says nothing of the id.
+#[derive(Clone, Default)]
+pub struct SessionIdPrivacy {
+    key: Option<Arc<hmac::Key>>,
+}
+
+impl fmt::Debug for SessionIdPrivacy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.key.is_some() {
+            "SessionIdPrivacy(hashed)"
+        } else {
+            "SessionIdPrivacy(plain)"
+        })
+    }
+}
+
+impl SessionIdPrivacy {
+    /// Session ids appear as they are (the default).
+    pub fn plain() -> Self {
+        SessionIdPrivacy { key: None }
+    }
+
+    /// Session ids appear as an HMAC-SHA256 under a key drawn at random for this process: hashes
+    /// match within one process's logs, not across processes. `None` when the system random
+    /// generator fails.
+    pub fn hashed() -> Option<Self> {
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new()).ok()?;
+        Some(SessionIdPrivacy {
+            key: Some(Arc::new(key)),
+        })
+    }
+
+    /// Session ids appear as an HMAC-SHA256 under `key`: give every instance the same key (kept
+    /// secret, like any key) to correlate a session across their logs.
+    pub fn hashed_with_key(key: &[u8]) -> Self {
+        SessionIdPrivacy {
+            key: Some(Arc::new(hmac::Key::new(hmac::HMAC_SHA256, key))),
+        }
+    }
+
+    /// Whether ids are hashed.
+    pub fn is_hashed(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The id as it may appear: itself, or `h:` and 16 hex digits of its keyed hash.
+    pub fn display(&self, session_id: &SessionId) -> String {
+        match &self.key {
+            None => session_id.as_str().to_owned(),
+            Some(key) => {
+                let tag = hmac::sign(key, session_id.as_str().as_bytes());
+                format!("h:{}", hex::encode(&tag.as_ref()[..8]))
+            }
+        }
+    }
+}
+
+/// Trace context through message properties, over the global OpenTelemetry propagator (set one
+/// with `opentelemetry::global::set_text_map_propagator`; the default propagates nothing).
+#[cfg(feature = "opentelemetry")]
+pub(crate) mod propagation {
+    use std::collections::HashMap;
+
+    use opentelemetry::propagation::{Extractor, Injector};
+    use opentelemetry::trace::TraceContextExt;
+    use queue_core::Message;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    /// Writes the context of the current span into the message's properties, unless the
+    /// application set them itself.
+    pub(crate) fn inject(message: &mut Message) {
+        if message
+            .properties()
+            .get(super::TRACEPARENT_PROPERTY)
+            .is_some()
+        {
+            return;
+        }
+        let context = tracing::Span::current().context();
+        let mut fields = HashMap::new();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(&context, &mut Fields(&mut fields));
+        });
+        for (key, value) in fields {
+            // A message already at its property limit goes without: tracing never fails a send.
+            if let Err(error) = message.properties_mut().insert(key, value) {
+                tracing::debug!(%error, "trace context not attached");
+            }
+        }
+    }
+
+    /// Links `span` to the producer's span whose context the message carries.
+    pub(crate) fn link(span: &tracing::Span, message: &Message) {
+        let context = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&Properties(message))
+        });
+        let producer = context.span().span_context().clone();
+        if producer.is_valid() {
+            span.add_link(producer);
+        }
+    }
+
+    struct Fields<'a>(&'a mut HashMap<String, String>);
+
+    impl Injector for Fields<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            self.0.insert(key.to_owned(), value);
+        }
+    }
+
+    struct Properties<'a>(&'a Message);
+
+    impl Extractor for Properties<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.properties().get(key)
+        }
+
+        fn keys(&self) -> Vec<&str> {
+            self.0.properties().iter().map(|(key, _)| key).collect()
+        }
+    }
+}
+
+/// Without the `opentelemetry` feature there is no trace context to carry.
+#[cfg(not(feature = "opentelemetry"))]
+pub(crate) mod propagation {
+    use queue_core::Message;
+
+    pub(crate) fn inject(_message: &mut Message) {}
+
+    pub(crate) fn link(_span: &tracing::Span, _message: &Message) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_session_ids_are_stable_under_one_key_and_hide_the_id() {
+        let id = SessionId::new("octo/private-repo#42").unwrap_or_else(|_| unreachable!());
+        let privacy = SessionIdPrivacy::hashed_with_key(b"log key");
+        let shown = privacy.display(&id);
+        assert_eq!(shown, privacy.display(&id));
+        assert!(shown.starts_with("h:") && shown.len() == 18, "{shown}");
+        assert!(!shown.contains("octo"));
+        assert_ne!(
+            shown,
+            SessionIdPrivacy::hashed_with_key(b"other").display(&id)
+        );
+        assert_eq!(SessionIdPrivacy::plain().display(&id), id.as_str());
+        assert!(SessionIdPrivacy::hashed().is_some_and(|p| p.is_hashed()));
+    }
+}
