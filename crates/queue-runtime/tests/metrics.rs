@@ -5,7 +5,9 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use metrics::{
     Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
@@ -13,7 +15,9 @@ use metrics::{
 };
 use queue_runtime::core::QueueProvider;
 use queue_runtime::crypto::KeyState;
+use queue_runtime::memory::{MemoryConfig, MemoryProvider, QueueOptions};
 use queue_runtime::prelude::*;
+use queue_runtime::resilience::Resilience;
 use support::*;
 
 type Store = Arc<Mutex<BTreeMap<String, f64>>>;
@@ -102,10 +106,20 @@ impl Recorder for Recording {
     }
 }
 
+/// The recorder of this test binary (a global recorder can be set once per process; each test
+/// uses its own queue names).
+fn recording() -> &'static Recording {
+    static RECORDING: OnceLock<Recording> = OnceLock::new();
+    RECORDING.get_or_init(|| {
+        let recording = Recording::default();
+        metrics::set_global_recorder(recording.clone()).unwrap();
+        recording
+    })
+}
+
 #[tokio::test(start_paused = true)]
 async fn sends_receives_refusals_and_durations_are_counted() {
-    let recording = Recording::default();
-    metrics::set_global_recorder(recording.clone()).unwrap();
+    let recording = recording();
 
     let broker = broker();
     let client = client(&broker, keyset([key("k1", KeyState::Primary)]));
@@ -137,4 +151,75 @@ async fn sends_receives_refusals_and_durations_are_counted() {
         recording.value("queue_crypto_open_duration_seconds{queue=events}"),
         3.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processor_outcomes_durations_renewals_in_flight_and_circuit_are_measured() {
+    let recording = recording();
+    let broker = Arc::new(MemoryProvider::new(MemoryConfig::default()));
+    let measured = queue("measured");
+    broker
+        .create_queue(
+            &measured,
+            QueueOptions::default().with_lock_duration(Duration::from_millis(300)),
+        )
+        .unwrap();
+    let client = QueueClient::new(broker.clone())
+        .with_resilience(Resilience::default())
+        .unwrap();
+    client.send(&measured, Message::new("slow")).await.unwrap();
+    client
+        .send(&measured, Message::new("invalid"))
+        .await
+        .unwrap();
+
+    let finished = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let finished = finished.clone();
+        move |message: ReceivedMessage, _: HandlerContext| {
+            let finished = finished.clone();
+            async move {
+                let outcome = if message.body().as_ref() == b"slow" {
+                    tokio::time::sleep(Duration::from_millis(700)).await;
+                    Outcome::Complete
+                } else {
+                    Outcome::dead_letter("invalid", "refused by the test")
+                };
+                finished.fetch_add(1, Ordering::SeqCst);
+                outcome
+            }
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(Processor::new(client, measured, handler).run(shutdown.clone()));
+    let started = Instant::now();
+    while finished.load(Ordering::SeqCst) < 2 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+
+    let processed = |outcome: &str| {
+        recording.value(&format!(
+            "queue_processor_messages_total{{outcome={outcome},queue=measured}}"
+        ))
+    };
+    assert_eq!(processed("completed"), 1.0);
+    assert_eq!(processed("dead_lettered"), 1.0);
+    assert_eq!(
+        recording.value("queue_processor_dead_lettered_total{queue=measured,reason=invalid}"),
+        1.0
+    );
+    assert_eq!(
+        recording.value("queue_processor_handler_duration_seconds{queue=measured}"),
+        2.0
+    );
+    assert!(
+        recording.value("queue_processor_lock_renewals_total{queue=measured,result=ok}") >= 1.0
+    );
+    assert_eq!(
+        recording.value("queue_processor_in_flight{queue=measured}"),
+        0.0
+    );
+    assert_eq!(recording.value("queue_circuit_state{provider=memory}"), 0.0);
 }

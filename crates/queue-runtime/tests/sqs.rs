@@ -1,6 +1,7 @@
 //! The secure client over Amazon SQS, against the local server `cargo xtask test` starts:
 //! sealed round trip, a tampered message dead-lettered with its reason, and session order on a
-//! FIFO queue with sessions interleaved.
+//! FIFO queue with sessions interleaved; the processor over a FIFO queue, and dead-letter
+//! tooling where the provider cannot peek.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,10 +9,12 @@
 mod remote;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use queue_runtime::crypto::Keyset;
+use queue_runtime::dead_letters::DeadLetterFilter;
 use queue_runtime::prelude::*;
 use queue_sqs::admin::{
     QueueSetup, TEST_SERVER_VARIABLE, create_queue_with_dead_letter, test_server_endpoint,
@@ -87,4 +90,92 @@ async fn fifo_sessions_keep_their_order_when_interleaved() {
         let expected = remote::steps(session, 6);
         assert_eq!(seen[session], expected, "{session}");
     }
+}
+
+/// The processor over a FIFO queue: each message group handled in order, groups in parallel,
+/// and a message given back mid-run does not let the later ones of its group overtake it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_processor_keeps_fifo_group_order_through_a_retry() {
+    let Some(endpoint) = endpoint() else { return };
+    let (_provider, queue, client) = setup(&endpoint, true, keys()).await;
+    let sessions = ["octo/repo#1", "octo/repo#2", "octo/other#7"];
+    remote::send_interleaved(&client, &queue, &sessions, 8).await;
+    let seen: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+    let retried = Arc::new(AtomicBool::new(false));
+    let handler = {
+        let (seen, retried) = (seen.clone(), retried.clone());
+        move |message: ReceivedMessage, _: HandlerContext| {
+            let (seen, retried) = (seen.clone(), retried.clone());
+            async move {
+                let body = String::from_utf8(message.body().to_vec()).unwrap();
+                if body == remote::step("octo/repo#1", 3) && !retried.swap(true, Ordering::SeqCst) {
+                    return Outcome::retry();
+                }
+                seen.lock()
+                    .unwrap()
+                    .entry(message.session_id().unwrap().as_str().to_owned())
+                    .or_default()
+                    .push(body);
+                Outcome::Complete
+            }
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let processor = Processor::new(client.clone(), queue.clone(), handler).with_options(
+        ProcessorOptions::default()
+            .with_sessions(true)
+            .with_max_concurrency(4),
+    );
+    let running = tokio::spawn(processor.run(shutdown.clone()));
+    let started = std::time::Instant::now();
+    while seen.lock().unwrap().values().map(Vec::len).sum::<usize>() < 24
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    let report = running.await.unwrap().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    for session in sessions {
+        assert_eq!(seen[session], remote::steps(session, 8), "{session}");
+    }
+    assert_eq!((report.completed, report.retried), (24, 1), "{report:?}");
+}
+
+/// Dead-letter tooling where the provider cannot peek: listing receives and gives back, replay
+/// sends first and then removes the copy, and the replayed message is accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_are_listed_and_replayed_without_peek() {
+    let Some(endpoint) = endpoint() else { return };
+    let (_provider, queue, client) = setup(&endpoint, false, keys()).await;
+    client
+        .send(&queue, Message::new("refused once"))
+        .await
+        .unwrap();
+    let received = client
+        .receive(&queue, 1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    client
+        .dead_letter(&received[0], "invalid-order", "the first look failed")
+        .await
+        .unwrap();
+
+    let dead_letters = client.dead_letters(&queue);
+    let listed = dead_letters.list(10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].reason.as_deref(), Some("invalid-order"));
+    assert!(listed[0].is_authenticated());
+    assert_eq!(listed[0].message.body().as_ref(), b"refused once");
+
+    let replay = dead_letters.replay(&DeadLetterFilter::all()).await.unwrap();
+    assert_eq!(replay.replayed.len(), 1, "{replay:?}");
+    let again = client
+        .receive(&queue, 1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "the replayed copy passes the checks");
+    assert_eq!(again[0].message_id(), &replay.replayed[0].1);
+    client.complete(&again[0]).await.unwrap();
+    assert!(dead_letters.list(10).await.unwrap().is_empty());
 }
