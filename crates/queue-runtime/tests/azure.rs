@@ -1,5 +1,6 @@
 //! The secure client over Azure Service Bus: sealed round trip, a tampered message dead-lettered
-//! with its reason, and interleaved sessions each opened in order. These run against the
+//! with its reason, interleaved sessions each opened in order, and the processor keeping session
+//! order through a retry. These run against the
 //! namespace or emulator named by `QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING`, on the test
 //! queues of `queue_azure::testing`; without it they are ignored (never passed), and
 //! `cargo xtask test` says so.
@@ -82,5 +83,13 @@ async fn interleaved_sessions_are_each_opened_in_order() {
         assert_eq!(seen, expected, "{session}");
         held.close().await.unwrap();
     }
+    provider.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING; run by `cargo xtask test` when it is set"]
+async fn the_processor_keeps_session_order_through_a_retry() {
+    let (provider, queue, client) = setup(true).await;
+    remote::processor_keeps_session_order_through_a_retry(&client, &queue).await;
     provider.close().await.unwrap();
 }

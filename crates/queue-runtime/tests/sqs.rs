@@ -9,8 +9,7 @@
 mod remote;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use queue_runtime::crypto::Keyset;
@@ -98,48 +97,7 @@ async fn fifo_sessions_keep_their_order_when_interleaved() {
 async fn the_processor_keeps_fifo_group_order_through_a_retry() {
     let Some(endpoint) = endpoint() else { return };
     let (_provider, queue, client) = setup(&endpoint, true, keys()).await;
-    let sessions = ["octo/repo#1", "octo/repo#2", "octo/other#7"];
-    remote::send_interleaved(&client, &queue, &sessions, 8).await;
-    let seen: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
-    let retried = Arc::new(AtomicBool::new(false));
-    let handler = {
-        let (seen, retried) = (seen.clone(), retried.clone());
-        move |message: ReceivedMessage, _: HandlerContext| {
-            let (seen, retried) = (seen.clone(), retried.clone());
-            async move {
-                let body = String::from_utf8(message.body().to_vec()).unwrap();
-                if body == remote::step("octo/repo#1", 3) && !retried.swap(true, Ordering::SeqCst) {
-                    return Outcome::retry();
-                }
-                seen.lock()
-                    .unwrap()
-                    .entry(message.session_id().unwrap().as_str().to_owned())
-                    .or_default()
-                    .push(body);
-                Outcome::Complete
-            }
-        }
-    };
-    let shutdown = CancellationToken::new();
-    let processor = Processor::new(client.clone(), queue.clone(), handler).with_options(
-        ProcessorOptions::default()
-            .with_sessions(true)
-            .with_max_concurrency(4),
-    );
-    let running = tokio::spawn(processor.run(shutdown.clone()));
-    let started = std::time::Instant::now();
-    while seen.lock().unwrap().values().map(Vec::len).sum::<usize>() < 24
-        && started.elapsed() < Duration::from_secs(60)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    shutdown.cancel();
-    let report = running.await.unwrap().unwrap();
-    let seen = seen.lock().unwrap().clone();
-    for session in sessions {
-        assert_eq!(seen[session], remote::steps(session, 8), "{session}");
-    }
-    assert_eq!((report.completed, report.retried), (24, 1), "{report:?}");
+    remote::processor_keeps_session_order_through_a_retry(&client, &queue).await;
 }
 
 /// Dead-letter tooling where the provider cannot peek: listing receives and gives back, replay
