@@ -565,7 +565,9 @@ async fn run_queue(shared: &Arc<Shared>) -> Result<()> {
             Ok(messages) => {
                 failures = 0;
                 for group in in_session_runs(messages) {
-                    let Some(permit) = permits.pop() else { break };
+                    // One slot per run; a provider returning more than asked for still has every
+                    // message handled (never left locked and unseen), just past the bound.
+                    let permit = permits.pop();
                     let shared = shared.clone();
                     tasks.spawn(async move { handle_queue_run(&shared, group, permit).await });
                 }
@@ -611,7 +613,11 @@ fn in_session_runs(messages: Vec<ReceivedMessage>) -> Vec<Vec<ReceivedMessage>> 
     runs
 }
 
-async fn handle_queue_run(shared: &Shared, run: Vec<ReceivedMessage>, _slot: OwnedSemaphorePermit) {
+async fn handle_queue_run(
+    shared: &Shared,
+    run: Vec<ReceivedMessage>,
+    _slot: Option<OwnedSemaphorePermit>,
+) {
     let source = Source::Queue(&shared.client);
     handle_in_order(shared, source, run).await;
 }
