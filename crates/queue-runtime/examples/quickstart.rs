@@ -1,10 +1,10 @@
 //! A small pull-request bot on the embedded broker.
 //!
 //! Events of three pull requests arrive interleaved on one session queue, one session per pull
-//! request. Two workers accept sessions and handle each pull request's events strictly in order.
-//! One event is poison: its handler always fails, so it is given back until the broker
-//! dead-letters it after its third delivery. The bot then reads the dead-letter queue and prints
-//! a summary; it exits with an error if any check fails.
+//! request. A processor holding two sessions at a time handles each pull request's events
+//! strictly in order. One event is poison: its handler always asks for a retry, so it is given
+//! back until the broker dead-letters it after its third delivery. The bot then lists the
+//! dead-letter queue, prints a summary, and purges it; it exits with an error if any check fails.
 //!
 //! Run it with `cargo run --example quickstart`.
 
@@ -64,40 +64,82 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
 
     let handled: Handled = Arc::default();
-    let workers: Vec<_> = (0..2)
-        .map(|worker| tokio::spawn(work(worker, client.clone(), queue.clone(), handled.clone())))
-        .collect();
-    for worker in workers {
-        worker.await??;
-    }
+    let handler = {
+        let handled = handled.clone();
+        move |message: ReceivedMessage, _: HandlerContext| {
+            let handled = handled.clone();
+            async move {
+                match handle(&message) {
+                    Ok(event) => {
+                        if let (Ok(mut handled), Some(session)) =
+                            (handled.lock(), message.session_id())
+                        {
+                            handled.entry(session.to_string()).or_default().push(event);
+                        }
+                        Outcome::Complete
+                    }
+                    // Given back, it comes first again: everything behind it waits, so order is
+                    // kept; after its third delivery the broker dead-letters it.
+                    Err(why) => {
+                        tracing::warn!(message_id = %message.message_id(), why, "handler failed");
+                        Outcome::retry()
+                    }
+                }
+            }
+        }
+    };
+    let options = ProcessorOptions::default()
+        .with_sessions(true)
+        .with_max_concurrency(2);
+    let shutdown = CancellationToken::new();
+    let processor = Processor::new(client.clone(), queue.clone(), handler).with_options(options);
+    let running = tokio::spawn(processor.run(shutdown.clone()));
 
-    let dead = client
-        .receive_dead_letters(&queue, 10, Duration::from_millis(200))
-        .await?;
-    for message in &dead {
-        client.complete(message).await?;
+    // Stop once every event is handled and the poison event is dead-lettered (or after 30 s).
+    let dead_letters = client.dead_letters(&queue);
+    let all_events = PULL_REQUESTS.len() * EVENTS.len();
+    let mut dead = Vec::new();
+    for _ in 0..300 {
+        let handled_count: usize = handled
+            .lock()
+            .map_err(|_| "a handler panicked")?
+            .values()
+            .map(Vec::len)
+            .sum();
+        dead = dead_letters.list(10).await?;
+        if handled_count == all_events && !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    shutdown.cancel();
+    let report = running.await??;
 
     println!("Handled, per pull request, in order:");
-    let handled = handled.lock().map_err(|_| "a worker panicked")?.clone();
+    let handled = handled.lock().map_err(|_| "a handler panicked")?.clone();
     for (pull_request, events) in &handled {
         println!("  {pull_request}: {}", events.join(" -> "));
     }
     println!("Dead-lettered:");
-    for message in &dead {
-        let reason = message
-            .delivery
-            .dead_letter
-            .clone()
-            .unwrap_or_else(|| DeadLetterReason::new("(none)", ""));
+    for dead_letter in &dead {
         println!(
             "  {} in {}: {} ({})",
-            message.message_id(),
-            message.session_id().map_or("-", SessionId::as_str),
-            reason.reason,
-            reason.description
+            dead_letter.message.message_id(),
+            dead_letter
+                .message
+                .session_id()
+                .map_or("-", SessionId::as_str),
+            dead_letter.reason.as_deref().unwrap_or("(none)"),
+            dead_letter.description.as_deref().unwrap_or("")
         );
     }
+    println!(
+        "Processor: {} completed, {} retried.",
+        report.completed, report.retried
+    );
+    dead_letters
+        .purge(&queue_runtime::dead_letters::DeadLetterFilter::all())
+        .await?;
 
     // The checks that make this example a test of its own.
     let expected: Vec<String> = EVENTS.iter().map(|event| event.to_string()).collect();
@@ -107,13 +149,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
     }
     let poison_dead_lettered = dead.len() == 1
-        && dead[0].message_id().as_str() == "poison-event"
-        && dead[0]
-            .delivery
-            .dead_letter
-            .as_ref()
-            .map(|r| r.reason.as_str())
-            == Some(DeadLetterReason::MAX_DELIVERY_COUNT_EXCEEDED);
+        && dead[0].message.message_id().as_str() == "poison-event"
+        && dead[0].reason.as_deref() == Some(DeadLetterReason::MAX_DELIVERY_COUNT_EXCEEDED);
     if !poison_dead_lettered {
         return Err("the poison event was not dead-lettered".into());
     }
@@ -122,55 +159,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
         PULL_REQUESTS.len()
     );
     client.close().await?;
-    Ok(())
-}
-
-/// A worker: takes the next session with events, handles them in order, and stops when no
-/// session has had anything for a second.
-async fn work(
-    worker: usize,
-    client: QueueClient,
-    queue: QueueName,
-    handled: Handled,
-) -> Result<(), QueueError> {
-    while let Some(session) = client
-        .accept_next_session(&queue, Duration::from_secs(1))
-        .await?
-    {
-        tracing::info!(worker, session = %session.session_id(), "accepted");
-        loop {
-            // One at a time: a failed event must be retried before anything behind it.
-            let messages = session.receive(1, Duration::from_millis(100)).await?;
-            if messages.is_empty() {
-                break;
-            }
-            for message in messages {
-                match handle(&message) {
-                    Ok(event) => {
-                        handled
-                            .lock()
-                            .map_err(|_| QueueError::new(ErrorKind::Provider, "poisoned lock"))?
-                            .entry(session.session_id().to_string())
-                            .or_default()
-                            .push(event);
-                        session.complete(&message).await?;
-                    }
-                    Err(why) => {
-                        tracing::warn!(
-                            worker,
-                            message_id = %message.message_id(),
-                            delivery = message.delivery_count(),
-                            why,
-                            "handler failed; giving the event back"
-                        );
-                        // It comes back first: everything behind it waits, so order is kept.
-                        session.abandon(&message, None).await?;
-                    }
-                }
-            }
-        }
-        session.close().await?;
-    }
     Ok(())
 }
 

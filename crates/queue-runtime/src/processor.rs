@@ -115,7 +115,8 @@ pub struct ProcessorOptions {
     /// Providers with sessions hold each session with one worker; providers whose plain receive
     /// keeps session order (SQS FIFO) get the same guarantee through it.
     pub sessions: bool,
-    /// The most messages one receive asks for.
+    /// The most messages one receive asks for (queues without session receivers; a session
+    /// receiver fetches one message at a time, see docs/processor.md).
     pub receive_batch: usize,
     /// How long one receive (or session accept) waits; also the longest a shutdown waits for a
     /// receive in progress.
@@ -721,7 +722,10 @@ async fn drain_session(
 ) {
     while !shared.shutdown.is_cancelled() {
         let batch = match session
-            .receive(shared.options.receive_batch, shared.options.session_idle)
+            // One at a time: a message given back comes first again, and messages fetched behind
+            // it would have to be given back too, each gaining a delivery it never had (three
+            // retries of one poison message would dead-letter the ones behind it as well).
+            .receive(1, shared.options.session_idle)
             .await
         {
             Ok(batch) if batch.is_empty() => return,

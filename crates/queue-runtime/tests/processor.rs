@@ -776,3 +776,43 @@ fn client_processor_and_dead_letter_futures_can_be_spawned() {
     let processor = Processor::new(client.clone(), work.clone(), Sleeper::default());
     spawnable(&processor.run(CancellationToken::new()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_message_does_not_drag_the_ones_behind_it_into_the_dead_letter_queue() {
+    // The broker dead-letters after 3 deliveries; the poison message heads its session.
+    let broker = broker_with(true, Duration::from_secs(30), 3);
+    let client = QueueClient::new(broker.clone());
+    let work = queue("work");
+    for body in ["poison", "after-1", "after-2"] {
+        let message = Message::builder(body).session_id("s-1").build().unwrap();
+        client.send(&work, message).await.unwrap();
+    }
+    let completed: Arc<Mutex<Vec<String>>> = Arc::default();
+    let handler = {
+        let completed = completed.clone();
+        move |message: ReceivedMessage, _: HandlerContext| {
+            let completed = completed.clone();
+            async move {
+                if body(&message) == "poison" {
+                    return Outcome::retry();
+                }
+                completed.lock().unwrap().push(body(&message));
+                Outcome::Complete
+            }
+        }
+    };
+    let processor = Processor::new(client, work.clone(), handler)
+        .with_options(ProcessorOptions::default().with_sessions(true));
+    let (report, _) = run_until(processor, || completed.lock().unwrap().len() >= 2).await;
+    assert_eq!(*completed.lock().unwrap(), ["after-1", "after-2"]);
+    assert_eq!((report.retried, report.completed), (3, 2), "{report:?}");
+    let dead = broker
+        .peek(&work, PeekOptions::new(10).dead_letter())
+        .await
+        .unwrap();
+    let dead: Vec<String> = dead
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.message.body()).into_owned())
+        .collect();
+    assert_eq!(dead, ["poison"]);
+}
