@@ -7,14 +7,14 @@
 // A benchmark aborts on the first failure: that is what `expect` is for here.
 #![allow(clippy::expect_used)]
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use queue_runtime::core::QueueProvider;
-use queue_runtime::crypto::{Key, KeyId, KeyMaterial, KeyState, Keyset};
-use queue_runtime::keys::{KeyRing, StaticKeys};
 use queue_runtime::memory::{MemoryConfig, MemoryProvider, QueueOptions};
 use queue_runtime::prelude::*;
 
@@ -23,29 +23,13 @@ const MESSAGES: usize = 1_000;
 /// How long workers wait on an empty queue or session before looking again.
 const IDLE: Duration = Duration::from_millis(20);
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
 /// A sealing client over a fresh broker with one session queue.
 fn sealed_client(queue: &QueueName) -> QueueClient {
     let broker = MemoryProvider::new(MemoryConfig::default());
     broker
         .create_queue(queue, QueueOptions::default().with_sessions(true))
         .expect("a queue");
-    let keyset = Keyset::new([Key::new(
-        KeyId::new("bench").expect("an id"),
-        KeyMaterial::generate().expect("a key"),
-        KeyState::Primary,
-    )])
-    .expect("a keyset");
-    QueueClient::new(Arc::new(broker) as Arc<dyn QueueProvider>).with_security(Security::new(
-        KeyRing::new(Arc::new(StaticKeys::new(keyset))),
-    ))
+    QueueClient::new(Arc::new(broker) as Arc<dyn QueueProvider>).with_security(support::security())
 }
 
 async fn fill(client: &QueueClient, queue: &QueueName, sessions: usize) {
@@ -142,7 +126,7 @@ async fn by_hand(client: &QueueClient, queue: &QueueName, sessions: usize) -> Du
 }
 
 fn processor_throughput(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = support::runtime();
     let queue = QueueName::new("bench").expect("a valid name");
     let mut group = c.benchmark_group("processor_sealed");
     group

@@ -4,40 +4,25 @@
 // A benchmark aborts on the first failure: that is what `expect` is for here.
 #![allow(clippy::expect_used)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use queue_runtime::core::QueueProvider;
-use queue_runtime::crypto::{Key, KeyId, KeyMaterial, KeyState, Keyset};
-use queue_runtime::keys::{KeyRing, StaticKeys};
 use queue_runtime::memory::{MemoryConfig, MemoryProvider};
 use queue_runtime::prelude::*;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
 
 fn client(sealed: bool) -> QueueClient {
     let broker: Arc<dyn QueueProvider> = Arc::new(MemoryProvider::new(MemoryConfig::default()));
     let client = QueueClient::new(broker);
-    if !sealed {
-        return client;
+    if sealed {
+        client.with_security(support::security())
+    } else {
+        client
     }
-    let keyset = Keyset::new([Key::new(
-        KeyId::new("bench").expect("an id"),
-        KeyMaterial::generate().expect("a key"),
-        KeyState::Primary,
-    )])
-    .expect("a keyset");
-    client.with_security(Security::new(KeyRing::new(Arc::new(StaticKeys::new(
-        keyset,
-    )))))
 }
 
 async fn round_trip(client: &QueueClient, queue: &QueueName, body: &Bytes) {
@@ -54,7 +39,7 @@ async fn round_trip(client: &QueueClient, queue: &QueueName, body: &Bytes) {
 }
 
 fn sealing(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = support::runtime();
     let queue = QueueName::new("bench").expect("a valid name");
     let mut group = c.benchmark_group("client_round_trip");
     for size in [256_usize, 4096, 65536] {

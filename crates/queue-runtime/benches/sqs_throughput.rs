@@ -18,15 +18,14 @@
     missing_docs
 )]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cpu_time::ProcessTime;
 use queue_runtime::QueueClient;
 use queue_runtime::core::{Message, QueueName, QueueProvider, ReceiveOptions};
-use queue_runtime::crypto::{Key, KeyId, KeyMaterial, KeyState, Keyset};
-use queue_runtime::keys::{KeyRing, StaticKeys};
-use queue_runtime::security::Security;
 use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter};
 use queue_sqs::sdk::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
 use queue_sqs::{SqsConfig, SqsProvider};
@@ -190,14 +189,8 @@ fn main() {
             .unwrap()
             .queue_url
             .unwrap();
-        let keys = Keyset::new([Key::new(
-            KeyId::new("bench").unwrap(),
-            KeyMaterial::generate().unwrap(),
-            KeyState::Primary,
-        )])
-        .unwrap();
-        let client = QueueClient::new(Arc::new(provider.clone()))
-            .with_security(Security::new(KeyRing::new(Arc::new(StaticKeys::new(keys)))));
+        let client =
+            QueueClient::new(Arc::new(provider.clone())).with_security(support::security());
 
         let mut results: [(&str, Vec<Round>); 3] =
             [("raw sdk", Vec::new()), ("provider", Vec::new()), ("sealed", Vec::new())];

@@ -188,13 +188,12 @@ impl QueueClient {
     /// Sends one message (sealed, when the queue's policy says so). With the `opentelemetry`
     /// feature, the current trace context travels in the message's `traceparent` property
     /// (authenticated with the rest when sealed).
-    pub async fn send(&self, queue: &QueueName, mut message: Message) -> Result<SendOutcome> {
+    pub async fn send(&self, queue: &QueueName, message: Message) -> Result<SendOutcome> {
         self.provider.validate_queue_name(queue)?;
         let span = self.span("send", "send", queue);
         span.record("messaging.message.id", message.message_id().as_str());
         async {
-            propagation::inject(&mut message);
-            let message = self.seal(queue, message).await?;
+            let message = self.outgoing(queue, message).await?;
             let outcome = self.provider.send(queue, message).await;
             debug!(ok = outcome.is_ok(), "send");
             outcome
@@ -217,9 +216,8 @@ impl QueueClient {
             // A message that cannot be sealed fails alone, as a provider-refused entry would.
             let mut outcomes: Vec<Option<Result<SendOutcome>>> = Vec::with_capacity(count);
             let mut sealed = Vec::with_capacity(count);
-            for mut message in messages {
-                propagation::inject(&mut message);
-                match self.seal(queue, message).await {
+            for message in messages {
+                match self.outgoing(queue, message).await {
                     Ok(message) => {
                         outcomes.push(None);
                         sealed.push(message);
@@ -263,7 +261,10 @@ impl QueueClient {
         telemetry::operation_span(self.provider.name(), operation_type, operation, queue)
     }
 
-    async fn seal(&self, queue: &QueueName, message: Message) -> Result<Message> {
+    /// A message as it goes on the wire: the trace context attached (it is then authenticated
+    /// with the rest), sealed when the queue's policy says so.
+    async fn outgoing(&self, queue: &QueueName, mut message: Message) -> Result<Message> {
+        propagation::inject(&mut message);
         match &self.security {
             Some(security) => security.seal(queue, message).await,
             None => {

@@ -25,6 +25,7 @@ pub use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, warn};
 
 use crate::client::{ClientSession, QueueClient};
+use crate::resilience::RetryPolicy;
 use crate::telemetry::{self, SessionIdPrivacy, propagation};
 
 /// What the handler decided for one message.
@@ -359,7 +360,6 @@ impl Processor {
             options: self.options,
             shutdown,
             hard_stop,
-            report: Tally::default(),
         });
         info!(
             messaging.destination.name = %shared.queue,
@@ -373,7 +373,7 @@ impl Processor {
             run_queue(&shared).await
         };
         deadline_timer.abort();
-        let report = shared.report.snapshot();
+        let report = shared.meters.report();
         info!(messaging.destination.name = %shared.queue, ?report, "processor stopped");
         result.map(|()| report)
     }
@@ -394,20 +394,44 @@ struct Shared {
     handled_but_unsettled: moka::sync::Cache<MessageId, ()>,
     session_ids: SessionIdPrivacy,
     meters: Meters,
-    report: Tally,
 }
 
-/// The processor's metrics, registered once per run (labels are built once, not per message).
+/// One outcome's count: for the run's [`ProcessorReport`] and its metric at once.
+struct Count {
+    total: AtomicU64,
+    meter: Counter,
+}
+
+impl Count {
+    fn new(meter: Counter) -> Self {
+        Count {
+            total: AtomicU64::new(0),
+            meter,
+        }
+    }
+
+    fn add(&self) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.meter.increment(1);
+    }
+
+    fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
+/// The processor's counts and metrics, registered once per run (labels are built once, not per
+/// message).
 struct Meters {
     queue: String,
-    completed: Counter,
-    retried: Counter,
-    dead_lettered: Counter,
-    poison: Counter,
-    panicked: Counter,
-    lock_lost: Counter,
-    abandoned_at_shutdown: Counter,
-    settle_failed: Counter,
+    completed: Count,
+    retried: Count,
+    dead_lettered: Count,
+    poison: Count,
+    panicked: Count,
+    lock_lost: Count,
+    abandoned_at_shutdown: Count,
+    settle_failed: Count,
     handler_duration: Histogram,
     lock_renewed: Counter,
     lock_renewal_failed: Counter,
@@ -418,11 +442,11 @@ impl Meters {
     fn new(queue: &QueueName) -> Self {
         let queue = queue.to_string();
         let processed = |outcome: &'static str| {
-            metrics::counter!(
+            Count::new(metrics::counter!(
                 "queue_processor_messages_total",
                 "queue" => queue.clone(),
                 "outcome" => outcome
-            )
+            ))
         };
         let renewals = |result: &'static str| {
             metrics::counter!(
@@ -459,37 +483,17 @@ impl Meters {
         )
         .increment(1);
     }
-}
 
-#[derive(Default)]
-struct Tally {
-    completed: AtomicU64,
-    retried: AtomicU64,
-    dead_lettered: AtomicU64,
-    poison: AtomicU64,
-    panicked: AtomicU64,
-    lock_lost: AtomicU64,
-    abandoned_at_shutdown: AtomicU64,
-    settle_failed: AtomicU64,
-}
-
-impl Tally {
-    fn count(counter: &AtomicU64, meter: &Counter) {
-        counter.fetch_add(1, Ordering::Relaxed);
-        meter.increment(1);
-    }
-
-    fn snapshot(&self) -> ProcessorReport {
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    fn report(&self) -> ProcessorReport {
         ProcessorReport {
-            completed: read(&self.completed),
-            retried: read(&self.retried),
-            dead_lettered: read(&self.dead_lettered),
-            poison: read(&self.poison),
-            panicked: read(&self.panicked),
-            lock_lost: read(&self.lock_lost),
-            abandoned_at_shutdown: read(&self.abandoned_at_shutdown),
-            settle_failed: read(&self.settle_failed),
+            completed: self.completed.total(),
+            retried: self.retried.total(),
+            dead_lettered: self.dead_lettered.total(),
+            poison: self.poison.total(),
+            panicked: self.panicked.total(),
+            lock_lost: self.lock_lost.total(),
+            abandoned_at_shutdown: self.abandoned_at_shutdown.total(),
+            settle_failed: self.settle_failed.total(),
         }
     }
 }
@@ -508,13 +512,21 @@ fn is_fatal(error: &QueueError) -> bool {
     )
 }
 
+/// How long the processor waits after failed receives: 250 ms doubling to 30 s (the client's own
+/// retries already ran inside each receive).
+const RECEIVE_BACKOFF: RetryPolicy = RetryPolicy {
+    max_attempts: u32::MAX,
+    initial_delay: Duration::from_millis(250),
+    max_delay: Duration::from_secs(30),
+    multiplier: 2,
+    max_elapsed: Duration::MAX,
+};
+
 /// Waits before the next receive after `failures` failed ones in a row (or what the error
 /// asked for); false when shutdown came first.
 async fn back_off(shared: &Shared, error: &QueueError, failures: u32) -> bool {
-    let exponential = Duration::from_millis(250)
-        .saturating_mul(1 << failures.min(7))
-        .min(Duration::from_secs(30));
-    let wait = error.retry_after().unwrap_or(exponential).max(exponential);
+    let exponential = RECEIVE_BACKOFF.backoff_ceiling(failures);
+    let wait = error.retry_after().unwrap_or_default().max(exponential);
     warn!(
         messaging.destination.name = %shared.queue,
         %error,
@@ -701,7 +713,7 @@ async fn hold_session(shared: &Shared, session: ClientSession) {
     };
     if let Some(error) = lost {
         if busy_since.lock().is_some() {
-            Tally::count(&shared.report.lock_lost, &shared.meters.lock_lost);
+            shared.meters.lock_lost.add();
         }
         warn!(
             messaging.destination.name = %shared.queue,
@@ -721,15 +733,14 @@ async fn drain_session(
     busy_since: &Mutex<Option<Instant>>,
 ) {
     while !shared.shutdown.is_cancelled() {
-        let batch = match session
-            // One at a time: a message given back comes first again, and messages fetched behind
-            // it would have to be given back too, each gaining a delivery it never had (three
-            // retries of one poison message would dead-letter the ones behind it as well).
-            .receive(1, shared.options.session_idle)
-            .await
-        {
-            Ok(batch) if batch.is_empty() => return,
-            Ok(batch) => batch,
+        // One at a time: a message given back comes first again, and messages fetched behind
+        // it would have to be given back too, each gaining a delivery it never had (three
+        // retries of one poison message would dead-letter the ones behind it as well).
+        let message = match session.receive(1, shared.options.session_idle).await {
+            Ok(batch) => match batch.into_iter().next() {
+                Some(message) => message,
+                None => return,
+            },
             Err(error) => {
                 warn!(
                     messaging.destination.name = %shared.queue,
@@ -740,18 +751,9 @@ async fn drain_session(
                 return;
             }
         };
-        let source = Source::Session(session);
-        let mut messages = batch.into_iter();
-        while let Some(message) = messages.next() {
-            *busy_since.lock() = Some(Instant::now());
-            let next = handle_one(shared, source, message).await;
-            *busy_since.lock() = None;
-            if next == Next::GiveBackTheRest {
-                for message in messages.by_ref() {
-                    source.give_back(shared, &message, None).await;
-                }
-            }
-        }
+        *busy_since.lock() = Some(Instant::now());
+        handle_one(shared, Source::Session(session), message).await;
+        *busy_since.lock() = None;
     }
 }
 
@@ -770,7 +772,7 @@ async fn keep_session_lock(
         shared,
         session.locked_until(),
         || !stuck(),
-        async || session.renew_lock().await,
+        || session.renew_lock(),
     )
     .await
 }
@@ -952,7 +954,7 @@ async fn handle_in_span(shared: &Shared, source: Source<'_>, message: ReceivedMe
         );
         return match source.dead_letter(&message, &reason).await {
             Ok(()) => {
-                Tally::count(&shared.report.poison, &shared.meters.poison);
+                shared.meters.poison.add();
                 shared.meters.dead_lettered_by_reason(&reason.reason);
                 Next::Continue
             }
@@ -965,7 +967,13 @@ async fn handle_in_span(shared: &Shared, source: Source<'_>, message: ReceivedMe
     {
         // Handled already; only its complete was lost with the lock.
         info!("redelivery of a message already handled; completing it without the handler");
-        return settle(shared, source, &message, Outcome::Complete).await;
+        let next = settle(shared, source, &message, Outcome::Complete).await;
+        if next == Next::Continue {
+            shared
+                .handled_but_unsettled
+                .invalidate(message.message_id());
+        }
+        return next;
     }
 
     let cancellation = shared.hard_stop.child_token();
@@ -1010,19 +1018,16 @@ async fn handle_in_span(shared: &Shared, source: Source<'_>, message: ReceivedMe
         Ended::Handled(outcome) => settle(shared, source, &message, outcome).await,
         Ended::Panicked => {
             error!("handler panicked; the message will be delivered again");
-            Tally::count(&shared.report.panicked, &shared.meters.panicked);
+            shared.meters.panicked.add();
             settle(shared, source, &message, Outcome::retry()).await
         }
         Ended::LockLost(error) => {
-            Tally::count(&shared.report.lock_lost, &shared.meters.lock_lost);
+            shared.meters.lock_lost.add();
             warn!(%error, "lock lost while the handler ran; not settled, the broker redelivers it");
             Next::GiveBackTheRest
         }
         Ended::Deadline => {
-            Tally::count(
-                &shared.report.abandoned_at_shutdown,
-                &shared.meters.abandoned_at_shutdown,
-            );
+            shared.meters.abandoned_at_shutdown.add();
             warn!("shutdown deadline passed; handler stopped, message given back");
             source.give_back(shared, &message, None).await;
             Next::GiveBackTheRest
@@ -1039,36 +1044,31 @@ async fn settle(
     match outcome {
         Outcome::Complete => match source.complete(message).await {
             Ok(()) => {
-                shared
-                    .handled_but_unsettled
-                    .invalidate(message.message_id());
-                Tally::count(&shared.report.completed, &shared.meters.completed);
+                shared.meters.completed.add();
                 Next::Continue
             }
             Err(error) if error.is_lock_lost() => {
                 shared
                     .handled_but_unsettled
                     .insert(message.message_id().clone(), ());
-                Tally::count(&shared.report.lock_lost, &shared.meters.lock_lost);
+                shared.meters.lock_lost.add();
                 warn!(%error, "handled, but the lock was lost before the complete; a redelivery here is completed without the handler");
                 Next::GiveBackTheRest
             }
             Err(error) => settle_failed(shared, &error),
         },
-        Outcome::Retry { after } => {
-            let delay = after.filter(|_| shared.client.capabilities().abandon_with_delay);
-            match source.abandon(message, delay).await {
-                Ok(()) => {
-                    Tally::count(&shared.report.retried, &shared.meters.retried);
-                    debug!(?delay, "given back for another delivery");
-                    Next::GiveBackTheRest
-                }
-                Err(error) => settle_failed(shared, &error),
+        // A delay the provider cannot take was already waited out in `handle_in_span`.
+        Outcome::Retry { after: delay } => match source.abandon(message, delay).await {
+            Ok(()) => {
+                shared.meters.retried.add();
+                debug!(?delay, "given back for another delivery");
+                Next::GiveBackTheRest
             }
-        }
+            Err(error) => settle_failed(shared, &error),
+        },
         Outcome::DeadLetter(reason) => match source.dead_letter(message, &reason).await {
             Ok(()) => {
-                Tally::count(&shared.report.dead_lettered, &shared.meters.dead_lettered);
+                shared.meters.dead_lettered.add();
                 shared.meters.dead_lettered_by_reason(&reason.reason);
                 info!(reason = %reason.reason, "dead-lettered by the handler");
                 Next::Continue
@@ -1082,9 +1082,9 @@ async fn settle(
 /// messages of its session must wait for it.
 fn settle_failed(shared: &Shared, error: &QueueError) -> Next {
     if error.is_lock_lost() {
-        Tally::count(&shared.report.lock_lost, &shared.meters.lock_lost);
+        shared.meters.lock_lost.add();
     } else {
-        Tally::count(&shared.report.settle_failed, &shared.meters.settle_failed);
+        shared.meters.settle_failed.add();
     }
     warn!(%error, "settling failed; the message will be delivered again");
     Next::GiveBackTheRest

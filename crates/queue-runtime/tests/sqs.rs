@@ -15,21 +15,9 @@ use std::time::Duration;
 use queue_runtime::crypto::Keyset;
 use queue_runtime::dead_letters::DeadLetterFilter;
 use queue_runtime::prelude::*;
-use queue_sqs::admin::{
-    QueueSetup, TEST_SERVER_VARIABLE, create_queue_with_dead_letter, test_server_endpoint,
-};
+use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter, test_server_or_skip};
 use queue_sqs::{SqsConfig, SqsProvider};
 use remote::{keys, sealing_client};
-
-fn endpoint() -> Option<String> {
-    let endpoint = test_server_endpoint().unwrap();
-    if endpoint.is_none() {
-        eprintln!(
-            "SKIPPED: no local SQS server ({TEST_SERVER_VARIABLE} unset); `cargo xtask test` starts one"
-        );
-    }
-    endpoint
-}
 
 /// A provider, a fresh queue with its dead-letter queue, and a sealing client over them.
 async fn setup(endpoint: &str, fifo: bool, keys: Keyset) -> (SqsProvider, QueueName, QueueClient) {
@@ -50,21 +38,27 @@ async fn setup(endpoint: &str, fifo: bool, keys: Keyset) -> (SqsProvider, QueueN
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sealed_round_trip_over_sqs() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
     let (provider, queue, client) = setup(&endpoint, false, keys()).await;
     remote::sealed_round_trip(&provider, &queue, &client).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tampered_message_lands_in_the_dead_letter_queue_with_its_reason() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
     let (provider, queue, client) = setup(&endpoint, false, keys()).await;
     remote::tampered_copy_is_dead_lettered(&provider, &queue, &client).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifo_sessions_keep_their_order_when_interleaved() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
     let (_provider, queue, client) = setup(&endpoint, true, keys()).await;
     let sessions = ["octo/repo#1", "octo/repo#2", "octo/other#7"];
     remote::send_interleaved(&client, &queue, &sessions, 6).await;
@@ -95,7 +89,9 @@ async fn fifo_sessions_keep_their_order_when_interleaved() {
 /// and a message given back mid-run does not let the later ones of its group overtake it.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_processor_keeps_fifo_group_order_through_a_retry() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
     let (_provider, queue, client) = setup(&endpoint, true, keys()).await;
     remote::processor_keeps_session_order_through_a_retry(&client, &queue).await;
 }
@@ -104,7 +100,9 @@ async fn the_processor_keeps_fifo_group_order_through_a_retry() {
 /// sends first and then removes the copy, and the replayed message is accepted.
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_letters_are_listed_and_replayed_without_peek() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
     let (_provider, queue, client) = setup(&endpoint, false, keys()).await;
     client
         .send(&queue, Message::new("refused once"))

@@ -33,6 +33,18 @@ pub fn test_server_endpoint() -> Result<Option<String>, QueueError> {
     Ok(endpoint)
 }
 
+/// For tests: [`test_server_endpoint`], printing the one `SKIPPED` line that says why when there
+/// is no server (the test then returns early).
+pub fn test_server_or_skip() -> Result<Option<String>, QueueError> {
+    let endpoint = test_server_endpoint()?;
+    if endpoint.is_none() {
+        eprintln!(
+            "SKIPPED: no local SQS server ({TEST_SERVER_VARIABLE} unset); `cargo xtask test` starts one"
+        );
+    }
+    Ok(endpoint)
+}
+
 /// The settings of a queue and its dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSetup {

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use queue_conformance::{Fixture, QueueSpec, Skip, TimeMode};
 use queue_core::{QueueName, QueueProvider};
-use queue_sqs::admin::{
-    QueueSetup, TEST_SERVER_VARIABLE, create_queue_with_dead_letter, test_server_endpoint,
-};
+use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter, test_server_or_skip};
 use queue_sqs::{SqsConfig, SqsProvider, UnsessionedFifo};
 
 /// Scenarios of capabilities SQS does not declare: sessions (SQS has no session lock;
@@ -107,16 +105,6 @@ impl Fixture for SqsFixture {
     }
 }
 
-fn endpoint() -> Option<String> {
-    let endpoint = test_server_endpoint().unwrap();
-    if endpoint.is_none() {
-        eprintln!(
-            "SKIPPED: no local SQS server ({TEST_SERVER_VARIABLE} unset); `cargo xtask test` starts one"
-        );
-    }
-    endpoint
-}
-
 fn expected(extra: &[&'static str]) -> Vec<&'static str> {
     let mut expected: Vec<&'static str> = SKIPPED_ON_SQS.iter().chain(extra).copied().collect();
     expected.sort_unstable();
@@ -125,7 +113,9 @@ fn expected(extra: &[&'static str]) -> Vec<&'static str> {
 
 #[test]
 fn standard_queues_pass_the_conformance_suite() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
     let skipped = queue_conformance::run_all_parallel(
         TimeMode::Real,
         || SqsFixture::new(&endpoint, false),
@@ -136,7 +126,9 @@ fn standard_queues_pass_the_conformance_suite() {
 
 #[test]
 fn fifo_queues_pass_the_conformance_suite() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
     let skipped = queue_conformance::run_all_parallel(
         TimeMode::Real,
         || SqsFixture::new(&endpoint, true),

@@ -11,24 +11,12 @@ use queue_core::{
     DeadLetterReason, ErrorKind, Message, QueueName, QueueProvider, QueueProviderExt,
     ReceiveOptions, ReceivedMessage,
 };
-use queue_sqs::admin::{
-    QueueSetup, TEST_SERVER_VARIABLE, create_queue_with_dead_letter, test_server_endpoint,
-};
+use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter, test_server_or_skip};
 use queue_sqs::sdk::config::interceptors::BeforeTransmitInterceptorContextRef;
 use queue_sqs::sdk::config::{ConfigBag, Intercept, RuntimeComponents};
 use queue_sqs::sdk::error::BoxError;
 use queue_sqs::sdk::types::QueueAttributeName;
 use queue_sqs::{SqsConfig, SqsCredentials, SqsProvider};
-
-fn endpoint() -> Option<String> {
-    let endpoint = test_server_endpoint().unwrap();
-    if endpoint.is_none() {
-        eprintln!(
-            "SKIPPED: no local SQS server ({TEST_SERVER_VARIABLE} unset); `cargo xtask test` starts one"
-        );
-    }
-    endpoint
-}
 
 fn local(endpoint: &str) -> SqsProvider {
     SqsProvider::for_local_server(endpoint, &SqsConfig::new()).unwrap()
@@ -113,7 +101,9 @@ async fn dead_letter_count(provider: &SqsProvider, queue: &QueueName) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_letter_interrupted_after_the_copy_duplicates_and_loses_nothing() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
     let provider = local(&endpoint);
     let (queue, received) = poison(&provider).await;
 
@@ -151,7 +141,9 @@ async fn dead_letter_interrupted_after_the_copy_duplicates_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_letter_interrupted_before_the_copy_leaves_the_message_in_place() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
     let provider = local(&endpoint);
     let (queue, received) = poison(&provider).await;
 
@@ -178,7 +170,9 @@ async fn dead_letter_interrupted_before_the_copy_leaves_the_message_in_place() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connect_checks_credentials_and_queues() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
     let existing = fresh_queue(&local(&endpoint), false).await;
     let config = SqsConfig::new()
         .with_region("us-east-1")
@@ -217,7 +211,9 @@ async fn connect_checks_credentials_and_queues() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn configured_dead_letter_queue_wins_and_missing_one_is_explained() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
     let provider = local(&endpoint);
     let plain = QueueName::new(format!("plain-{}", uuid::Uuid::new_v4().simple())).unwrap();
     provider
@@ -264,7 +260,9 @@ async fn configured_dead_letter_queue_wins_and_missing_one_is_explained() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifo_receive_keeps_each_session_in_order() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
     let provider = local(&endpoint);
     let queue = fresh_queue(&provider, true).await;
     let sessions = ["alpha", "beta", "gamma"];
