@@ -52,6 +52,7 @@ macro_rules! __for_each_scenario {
             sessions::accept_next_without_sessions_returns_none,
             sessions::session_queue_refuses_messages_without_session,
             sessions::session_lost_lock_fails_settles,
+            sessions::session_messages_settle_through_the_provider,
             scheduling::scheduled_message_is_invisible_until_due,
             scheduling::cancel_scheduled_removes_the_message,
             scheduling::cancel_unknown_sequence_number_is_not_found,

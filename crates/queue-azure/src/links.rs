@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use azservicebus::primitives::service_bus_received_message::ServiceBusReceivedMessage;
 use azservicebus::receiver::DeadLetterOptions;
 use azservicebus::{ServiceBusReceiver, ServiceBusSessionReceiver};
-use queue_core::DeadLetterReason;
+use queue_core::{DeadLetterReason, QueueError};
+
+use crate::provider::NAME;
 
 /// The longest single poll: the most a settle waits behind a receive on the same link.
 pub(crate) const POLL: Duration = Duration::from_secs(1);
@@ -29,19 +31,37 @@ pub(crate) trait LinkReceiver: Send {
         max_messages: u32,
         wait: Duration,
     ) -> Result<Vec<ServiceBusReceivedMessage>, azure_core::Error>;
-    async fn complete(
+    /// Settles `message` on this link (the one that delivered it).
+    async fn settle(
         &mut self,
         message: &ServiceBusReceivedMessage,
+        how: Settle,
     ) -> Result<(), azure_core::Error>;
-    async fn abandon(
-        &mut self,
-        message: &ServiceBusReceivedMessage,
-    ) -> Result<(), azure_core::Error>;
-    async fn dead_letter(
-        &mut self,
-        message: &ServiceBusReceivedMessage,
-        reason: DeadLetterReason,
-    ) -> Result<(), azure_core::Error>;
+}
+
+/// How to settle a delivery.
+pub(crate) enum Settle {
+    Complete,
+    Abandon,
+    DeadLetter(DeadLetterReason),
+}
+
+impl Settle {
+    /// An abandon; Service Bus has no delayed one (the message is available again at once).
+    pub(crate) fn abandon(delay: Option<Duration>) -> Result<Settle, QueueError> {
+        if delay.is_some_and(|delay| !delay.is_zero()) {
+            return Err(QueueError::unsupported(NAME, "abandon with a delay"));
+        }
+        Ok(Settle::Abandon)
+    }
+
+    pub(crate) fn operation(&self) -> &'static str {
+        match self {
+            Settle::Complete => "complete",
+            Settle::Abandon => "abandon",
+            Settle::DeadLetter(_) => "dead_letter",
+        }
+    }
 }
 
 fn dead_letter_options(reason: DeadLetterReason) -> DeadLetterOptions {
@@ -65,27 +85,19 @@ macro_rules! link_receiver {
                     .await
             }
 
-            async fn complete(
+            async fn settle(
                 &mut self,
                 message: &ServiceBusReceivedMessage,
+                how: Settle,
             ) -> Result<(), azure_core::Error> {
-                self.complete_message(message).await
-            }
-
-            async fn abandon(
-                &mut self,
-                message: &ServiceBusReceivedMessage,
-            ) -> Result<(), azure_core::Error> {
-                self.abandon_message(message, None).await
-            }
-
-            async fn dead_letter(
-                &mut self,
-                message: &ServiceBusReceivedMessage,
-                reason: DeadLetterReason,
-            ) -> Result<(), azure_core::Error> {
-                self.dead_letter_message(message, dead_letter_options(reason))
-                    .await
+                match how {
+                    Settle::Complete => self.complete_message(message).await,
+                    Settle::Abandon => self.abandon_message(message, None).await,
+                    Settle::DeadLetter(reason) => {
+                        self.dead_letter_message(message, dead_letter_options(reason))
+                            .await
+                    }
+                }
             }
         }
     };

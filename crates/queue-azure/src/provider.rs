@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use crate::codec::{self, Incoming};
 use crate::config::{AzureConfig, AzureCredentials, AzureTransport, Endpoint};
 use crate::error::{closed, lock_lost, map_sdk_error};
-use crate::links::{LinkReceiver, next_poll, poll};
+use crate::links::{LinkReceiver, Settle, next_poll, poll};
 
 /// The provider's name in receipts, errors and metrics.
 pub const NAME: &str = "azure";
@@ -129,31 +129,6 @@ enum DeliveryLink {
 struct LockState {
     locked_until: SystemTime,
     settled: bool,
-}
-
-/// How to settle a delivery.
-enum Settle {
-    Complete,
-    Abandon,
-    DeadLetter(DeadLetterReason),
-}
-
-impl Settle {
-    /// An abandon; Service Bus has no delayed one (the message is available again at once).
-    fn abandon(delay: Option<Duration>) -> Result<Settle> {
-        if delay.is_some_and(|delay| !delay.is_zero()) {
-            return Err(QueueError::unsupported(NAME, "abandon with a delay"));
-        }
-        Ok(Settle::Abandon)
-    }
-
-    fn operation(&self) -> &'static str {
-        match self {
-            Settle::Complete => "complete",
-            Settle::Abandon => "abandon",
-            Settle::DeadLetter(_) => "dead_letter",
-        }
-    }
 }
 
 impl AzureProvider {
@@ -848,7 +823,10 @@ async fn accept_deliveries<R: LinkReceiver + ?Sized>(
                     "the body is {what}; queue-runtime reads data sections and text or binary values"
                 ),
             );
-            if let Err(error) = receiver.dead_letter(&delivered, reason).await {
+            if let Err(error) = receiver
+                .settle(&delivered, Settle::DeadLetter(reason))
+                .await
+            {
                 // Not settled: the lock expires and the broker delivers it again (and
                 // dead-letters it past the maximum delivery count).
                 tracing::warn!(queue = %queue, service_bus_message_id = %id, %error, "dead-lettering an unreadable message failed");
@@ -891,12 +869,10 @@ async fn settle_on<R: LinkReceiver + ?Sized>(
 ) -> Result<()> {
     let operation = how.operation();
     let message = delivery.message.lock().await;
-    let result = match how {
-        Settle::Complete => receiver.complete(&message).await,
-        Settle::Abandon => receiver.abandon(&message).await,
-        Settle::DeadLetter(reason) => receiver.dead_letter(&message, reason).await,
-    };
-    result.map_err(|error| map_sdk_error(operation, error))?;
+    receiver
+        .settle(&message, how)
+        .await
+        .map_err(|error| map_sdk_error(operation, error))?;
     delivery.lock.lock().settled = true;
     Ok(())
 }
@@ -1281,30 +1257,6 @@ impl fmt::Debug for AzureSessionReceiver {
     }
 }
 
-impl AzureSessionReceiver {
-    fn receipt_link(&self, receipt: &Receipt) -> Result<()> {
-        let delivery = receipt.data::<Delivery>(NAME)?;
-        match &delivery.link {
-            DeliveryLink::Session(link) if Arc::ptr_eq(link, &self.link) => Ok(()),
-            _ => Err(QueueError::invalid_input(format!(
-                "the receipt was not delivered by session {} of {}",
-                self.link.session_id, self.link.queue
-            ))),
-        }
-    }
-
-    async fn settle(&self, receipt: &Receipt, how: Settle) -> Result<()> {
-        let operation = how.operation();
-        self.receipt_link(receipt)?;
-        self.link.check_lock(operation)?;
-        let delivery = receipt.data::<Delivery>(NAME)?;
-        delivery.check_lock(operation)?;
-        let mut guard = self.link.receiver.lock().await;
-        let receiver = guard.as_mut().ok_or_else(|| closed(operation))?;
-        settle_on(receiver, delivery, how).await
-    }
-}
-
 #[async_trait]
 impl SessionReceiver for AzureSessionReceiver {
     fn queue(&self) -> &QueueName {
@@ -1344,18 +1296,6 @@ impl SessionReceiver for AzureSessionReceiver {
                 return Ok(messages);
             }
         }
-    }
-
-    async fn complete(&self, receipt: &Receipt) -> Result<()> {
-        self.settle(receipt, Settle::Complete).await
-    }
-
-    async fn abandon(&self, receipt: &Receipt, delay: Option<Duration>) -> Result<()> {
-        self.settle(receipt, Settle::abandon(delay)?).await
-    }
-
-    async fn dead_letter(&self, receipt: &Receipt, reason: DeadLetterReason) -> Result<()> {
-        self.settle(receipt, Settle::DeadLetter(reason)).await
     }
 
     async fn renew_session_lock(&self) -> Result<SystemTime> {

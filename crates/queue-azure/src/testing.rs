@@ -119,7 +119,7 @@ pub async fn purge(provider: &dyn QueueProvider, queue: &QueueName, sessions: bo
                     break;
                 }
                 for message in &messages {
-                    session.complete(&message.receipt).await?;
+                    provider.complete(&message.receipt).await?;
                 }
             }
             session.set_state(None).await?;

@@ -24,8 +24,8 @@ pub use provider::{
     check_message_size,
 };
 pub use received::{
-    DeadLetterReason, DeliveryInfo, MAX_DEAD_LETTER_DESCRIPTION_LEN, MAX_DEAD_LETTER_REASON_LEN,
-    PeekedMessage, Receipt, ReceivedMessage, SealInfo,
+    DEAD_LETTER_RESERVE, DeadLetterReason, DeliveryInfo, MAX_DEAD_LETTER_DESCRIPTION_LEN,
+    MAX_DEAD_LETTER_REASON_LEN, PeekedMessage, Receipt, ReceivedMessage, ReplayClaim, SealInfo,
 };
 
 /// Time conversions between the broker's `SystemTime` and wire milliseconds.

@@ -183,7 +183,8 @@ pub trait QueueProvider: Send + Sync + Debug {
     /// Settles a delivery as done: the message is removed.
     ///
     /// # Behavior
-    /// - Works for receipts from [`receive`](Self::receive) and from session receivers.
+    /// - Works for every receipt of this provider: from [`receive`](Self::receive) and from
+    ///   session receivers alike.
     /// - After the lock expired, or the message was settled or delivered again, fails with
     ///   [`LockLost`](crate::ErrorKind::LockLost) and changes nothing.
     /// - A transient error leaves the lock in place: the caller may call again.
@@ -229,6 +230,22 @@ pub trait QueueProvider: Send + Sync + Debug {
     /// - A lost lock fails with `LockLost`; without [`Capabilities::lock_renewal`], `Unsupported`.
     async fn renew_lock(&self, receipt: &Receipt) -> Result<SystemTime>;
 
+    /// Extends the locks of several deliveries, in as few broker calls as the provider can make
+    /// (SQS: one `ChangeMessageVisibilityBatch` per ten).
+    ///
+    /// # Behavior
+    /// - Returns one result per receipt, in order, each what [`renew_lock`](Self::renew_lock)
+    ///   would have returned for it: some may fail (`LockLost`) while others succeed.
+    /// - An error for the whole call is the outer `Err`; then no lock was extended. The default
+    ///   implementation calls `renew_lock` once per receipt.
+    async fn renew_lock_batch(&self, receipts: &[Receipt]) -> Result<Vec<Result<SystemTime>>> {
+        let mut results = Vec::with_capacity(receipts.len());
+        for receipt in receipts {
+            results.push(self.renew_lock(receipt).await);
+        }
+        Ok(results)
+    }
+
     /// Accepts a session of a session queue, holding its lock exclusively.
     ///
     /// # Behavior
@@ -257,13 +274,19 @@ pub trait QueueProvider: Send + Sync + Debug {
     async fn close(&self) -> Result<()>;
 }
 
-/// A session held by one receiver: its messages, in order, and its state.
+/// A session held by one receiver: its messages, in order, its lock, and its state.
+///
+/// It receives and holds the session; it does not settle. The receipts of its messages carry
+/// the session lock, and [`QueueProvider::complete`], [`abandon`](QueueProvider::abandon),
+/// [`dead_letter`](QueueProvider::dead_letter) and [`renew_lock`](QueueProvider::renew_lock)
+/// settle them like any other receipt: one settle route for every message.
 ///
 /// # Behavior
 /// - `receive` returns the session's messages in send order; a message abandoned (or whose
 ///   delivery was not settled before the session lock was lost) comes first again.
 /// - Every operation after the session lock is lost fails with `LockLost`; after
-///   [`close`](Self::close), with `Closed`.
+///   [`close`](Self::close), with `Closed`. Settling a receipt of a closed (or lost) session
+///   through the provider fails with `LockLost`: the message is available again.
 #[async_trait]
 pub trait SessionReceiver: Send + Sync + Debug {
     /// The queue the session belongs to.
@@ -277,15 +300,6 @@ pub trait SessionReceiver: Send + Sync + Debug {
 
     /// Receives up to `max_messages` of this session's messages, waiting up to `wait`.
     async fn receive(&self, max_messages: usize, wait: Duration) -> Result<Vec<ReceivedMessage>>;
-
-    /// Settles a delivery of this session as done.
-    async fn complete(&self, receipt: &Receipt) -> Result<()>;
-
-    /// Gives a delivery of this session back (first in line again).
-    async fn abandon(&self, receipt: &Receipt, delay: Option<Duration>) -> Result<()>;
-
-    /// Dead-letters a delivery of this session.
-    async fn dead_letter(&self, receipt: &Receipt, reason: DeadLetterReason) -> Result<()>;
 
     /// Extends the session lock; returns the new deadline.
     async fn renew_session_lock(&self) -> Result<SystemTime>;

@@ -15,6 +15,14 @@ use crate::message::Message;
 pub const MAX_DEAD_LETTER_REASON_LEN: usize = 256;
 /// The longest dead-letter description, in bytes.
 pub const MAX_DEAD_LETTER_DESCRIPTION_LEN: usize = 4096;
+/// The room every provider keeps in each message for what dead-lettering adds (the reason and
+/// the description, as the broker stores them), in bytes.
+///
+/// A provider accepts a message only if it is at least this much under the broker's limit, so
+/// every message it accepts can also be dead-lettered with its reason. Reasons and descriptions
+/// longer than fit are truncated, with a marker, when they are stored (see
+/// [`DeadLetterReason::bounded`]).
+pub const DEAD_LETTER_RESERVE: usize = 1024;
 
 /// Why a message was moved to the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +48,48 @@ impl DeadLetterReason {
             reason: truncate(reason.into(), MAX_DEAD_LETTER_REASON_LEN),
             description: truncate(description.into(), MAX_DEAD_LETTER_DESCRIPTION_LEN),
         }
+    }
+}
+
+impl DeadLetterReason {
+    /// The marker that ends a truncated description.
+    pub const TRUNCATED: &'static str = "... [truncated]";
+
+    /// This reason and description cut to fit `budget` bytes as `measure` counts them (the
+    /// provider's own encoding of the two): the description first, ending with
+    /// [`TRUNCATED`](Self::TRUNCATED), then the reason. `None` when even empty ones do not fit.
+    pub fn bounded(
+        &self,
+        budget: usize,
+        measure: impl Fn(&DeadLetterReason) -> usize,
+    ) -> Option<Self> {
+        let mut bounded = self.clone();
+        let mut size = measure(&bounded);
+        while size > budget {
+            let over = size - budget;
+            if !bounded.description.is_empty() {
+                // Once cut, the marker is already counted in the size.
+                let (text, marker) = match bounded.description.strip_suffix(Self::TRUNCATED) {
+                    Some(text) => (text, 0),
+                    None => (bounded.description.as_str(), Self::TRUNCATED.len()),
+                };
+                let keep = text.len().saturating_sub(over + marker);
+                bounded.description = if keep == 0 {
+                    String::new()
+                } else {
+                    let mut cut = truncate(text.to_owned(), keep);
+                    cut.push_str(Self::TRUNCATED);
+                    cut
+                };
+            } else if !bounded.reason.is_empty() {
+                let keep = bounded.reason.len().saturating_sub(over.max(1));
+                bounded.reason = truncate(std::mem::take(&mut bounded.reason), keep);
+            } else {
+                return None;
+            }
+            size = measure(&bounded);
+        }
+        Some(bounded)
     }
 }
 
@@ -86,6 +136,31 @@ pub struct SealInfo {
     pub sealed_at: SystemTime,
     /// For a scheduled message: not to be processed before this time (authenticated).
     pub not_before: Option<SystemTime>,
+    /// The replay guard's claim on this delivery: set when the secure client received it, so
+    /// that settling the delivery releases the claim or makes it final. `None` for dead letters
+    /// and peeked messages, which are inspected, not processed.
+    pub claim: Option<ReplayClaim>,
+}
+
+/// The replay guard's claim on one delivery of a sealed message.
+///
+/// While a delivery holds the claim of its envelope id, another copy of the same envelope (a
+/// duplicate the broker delivered twice, or one an attacker re-sent) waits; once the delivery
+/// is settled, the claim is released (given back) or becomes final (completed: copies are
+/// refused as replays). A claim also ends with the lock of its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReplayClaim(u128);
+
+impl ReplayClaim {
+    /// A claim with this value; each delivery's claim must be unique (random).
+    pub const fn new(value: u128) -> Self {
+        ReplayClaim(value)
+    }
+
+    /// The claim's value, as a replay store keeps it.
+    pub const fn value(self) -> u128 {
+        self.0
+    }
 }
 
 impl SealInfo {
@@ -101,7 +176,15 @@ impl SealInfo {
             envelope_id,
             sealed_at,
             not_before,
+            claim: None,
         }
+    }
+
+    /// The same, with the replay guard's claim on this delivery.
+    #[must_use]
+    pub fn with_claim(mut self, claim: ReplayClaim) -> Self {
+        self.claim = Some(claim);
+        self
     }
 }
 
@@ -236,6 +319,25 @@ mod tests {
         assert_eq!(receipt.data::<u64>("memory").ok(), Some(&7));
         assert!(receipt.data::<u64>("sqs").is_err());
         assert!(receipt.data::<u32>("memory").is_err());
+    }
+
+    #[test]
+    fn bounded_reasons_fit_their_budget_and_say_they_were_cut() {
+        let measure =
+            |reason: &DeadLetterReason| 10 + reason.reason.len() + reason.description.len();
+        let long = DeadLetterReason::new("rejected: stale", "é".repeat(1000));
+        let bounded = long.bounded(200, measure).expect("fits");
+        assert!(measure(&bounded) <= 200, "{}", measure(&bounded));
+        assert_eq!(bounded.reason, "rejected: stale");
+        assert!(bounded.description.ends_with(DeadLetterReason::TRUNCATED));
+        assert!(bounded.description.len() > 100, "cut no more than needed");
+        // What fits is left alone.
+        let short = DeadLetterReason::new("r", "d");
+        assert_eq!(short.bounded(200, measure), Some(short.clone()));
+        // A budget smaller than the reason alone cuts the reason too; nothing fits below 10.
+        let cut = long.bounded(15, measure).expect("fits");
+        assert!(cut.description.is_empty() && cut.reason.len() <= 5);
+        assert_eq!(long.bounded(9, measure), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod broker;
 mod config;
 mod provider;
 mod session;

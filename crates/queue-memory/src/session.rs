@@ -8,12 +8,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use queue_core::{
-    DeadLetterReason, ErrorKind, QueueError, QueueName, Receipt, ReceivedMessage, Result,
-    SessionId, SessionReceiver,
+    ErrorKind, QueueError, QueueName, ReceivedMessage, Result, SessionId, SessionReceiver,
 };
 
-use crate::PROVIDER_NAME;
-use crate::provider::{Broker, MemoryReceipt, Queue};
+use crate::broker::{Broker, Queue};
 use crate::state::LaneKind;
 
 /// The receiver of one accepted session of the embedded broker.
@@ -54,21 +52,6 @@ impl MemorySession {
         }
         Ok(())
     }
-
-    /// The token of a receipt of this session; receipts of other sessions are refused.
-    fn token(&self, receipt: &Receipt) -> Result<u64> {
-        let data = receipt.data::<MemoryReceipt>(PROVIDER_NAME)?;
-        if receipt.session_id() != Some(&self.session_id)
-            || receipt.queue() != &self.queue.name
-            || data.session_lock != Some(self.lock)
-        {
-            return Err(QueueError::invalid_input(format!(
-                "the receipt does not belong to session {} of this receiver",
-                self.session_id
-            )));
-        }
-        Ok(data.token)
-    }
 }
 
 #[async_trait]
@@ -107,30 +90,6 @@ impl SessionReceiver for MemorySession {
                 )
             })
             .collect())
-    }
-
-    async fn complete(&self, receipt: &Receipt) -> Result<()> {
-        self.check_open()?;
-        let token = self.token(receipt)?;
-        self.broker.with_state(&self.queue, |state, now| {
-            state.session_complete(&self.session_id, self.lock, token, now)
-        })
-    }
-
-    async fn abandon(&self, receipt: &Receipt, delay: Option<Duration>) -> Result<()> {
-        self.check_open()?;
-        let token = self.token(receipt)?;
-        self.broker.with_state(&self.queue, |state, now| {
-            state.session_abandon(&self.session_id, self.lock, token, delay, now)
-        })
-    }
-
-    async fn dead_letter(&self, receipt: &Receipt, reason: DeadLetterReason) -> Result<()> {
-        self.check_open()?;
-        let token = self.token(receipt)?;
-        self.broker.with_state(&self.queue, |state, now| {
-            state.session_dead_letter(&self.session_id, self.lock, token, reason, now)
-        })
     }
 
     async fn renew_session_lock(&self) -> Result<SystemTime> {

@@ -106,7 +106,7 @@ async fn by_hand(client: &QueueClient, queue: &QueueName, sessions: usize) -> Du
                             break;
                         }
                         for message in &batch {
-                            session.complete(message).await.expect("completed");
+                            client.complete(message).await.expect("completed");
                             handled.fetch_add(1, Ordering::Relaxed);
                         }
                     }

@@ -113,7 +113,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
                     .entry(session.session_id().to_string())
                     .or_default()
                     .push(event);
-                session.complete(&message).await?;
+                client.complete(&message).await?;
             }
         }
         session.close().await?;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, Message, PeekOptions, PeekedMessage,
     QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage, Result,
@@ -284,8 +285,9 @@ impl QueueClient {
         self.provider.validate_queue_name(queue)?;
         let span = self.span("receive", "receive", queue);
         let received = receive_verified(
+            self.provider.as_ref(),
             self.security.as_deref(),
-            Settler::Queue(self.provider.as_ref()),
+            Fetch::Queue,
             queue,
             max_messages,
             wait,
@@ -359,12 +361,13 @@ impl QueueClient {
         Ok(peeked)
     }
 
-    /// Settles a delivery as done. A sealed message's envelope id is then remembered by the
-    /// replay guard: a copy of it is refused.
+    /// Settles a delivery as done, whether it came from the queue or through a session. A
+    /// sealed message's envelope id is then remembered by the replay guard: a copy of it is
+    /// refused.
     pub async fn complete(&self, message: &ReceivedMessage) -> Result<()> {
         let outcome = self.provider.complete(&message.receipt).await;
         if let (Ok(()), Some(security)) = (&outcome, &self.security) {
-            security.completed(message);
+            security.settled_for_good(message).await;
         }
         debug!(messaging.message.id = %message.message_id(), ok = outcome.is_ok(), "complete");
         outcome
@@ -379,7 +382,7 @@ impl QueueClient {
         if let Some(security) = &self.security {
             for (message, result) in messages.iter().zip(&results) {
                 if result.is_ok() {
-                    security.completed(message);
+                    security.settled_for_good(message).await;
                 }
             }
         }
@@ -387,14 +390,19 @@ impl QueueClient {
         Ok(results)
     }
 
-    /// Gives a delivery back, to be delivered again (after `delay`, where supported).
+    /// Gives a delivery back, to be delivered again (after `delay`, where supported). A message
+    /// of a session comes first in its session again.
     pub async fn abandon(&self, message: &ReceivedMessage, delay: Option<Duration>) -> Result<()> {
         let outcome = self.provider.abandon(&message.receipt, delay).await;
+        if let (Ok(()), Some(security)) = (&outcome, &self.security) {
+            security.given_back(message).await;
+        }
         debug!(messaging.message.id = %message.message_id(), ok = outcome.is_ok(), "abandon");
         outcome
     }
 
-    /// Moves a delivery to the dead-letter queue with a reason and a description.
+    /// Moves a delivery to the dead-letter queue with a reason and a description. Like a
+    /// completed one, a copy of it is then refused as a replay.
     pub async fn dead_letter(
         &self,
         message: &ReceivedMessage,
@@ -405,13 +413,39 @@ impl QueueClient {
             .provider
             .dead_letter(&message.receipt, DeadLetterReason::new(reason, description))
             .await;
+        if let (Ok(()), Some(security)) = (&outcome, &self.security) {
+            security.settled_for_good(message).await;
+        }
         debug!(messaging.message.id = %message.message_id(), reason, ok = outcome.is_ok(), "dead_letter");
         outcome
     }
 
-    /// Extends the lock of a delivery; returns the new deadline.
+    /// Extends the lock of a delivery (for a session message: its session's lock); returns the
+    /// new deadline.
     pub async fn renew_lock(&self, message: &ReceivedMessage) -> Result<SystemTime> {
-        self.provider.renew_lock(&message.receipt).await
+        let until = self.provider.renew_lock(&message.receipt).await?;
+        if let Some(security) = &self.security {
+            security.lock_renewed(message, until).await;
+        }
+        Ok(until)
+    }
+
+    /// Extends the locks of several deliveries in as few broker calls as the provider can make
+    /// (SQS: one `ChangeMessageVisibilityBatch` per ten). One result per message, in order.
+    pub async fn renew_lock_batch(
+        &self,
+        messages: &[&ReceivedMessage],
+    ) -> Result<Vec<Result<SystemTime>>> {
+        let receipts: Vec<Receipt> = messages.iter().map(|m| m.receipt.clone()).collect();
+        let results = self.provider.renew_lock_batch(&receipts).await?;
+        if let Some(security) = &self.security {
+            for (message, result) in messages.iter().zip(&results) {
+                if let Ok(until) = result {
+                    security.lock_renewed(message, *until).await;
+                }
+            }
+        }
+        Ok(results)
     }
 
     /// Accepts a session (the next available one, or a named one), waiting up to `wait`.
@@ -435,7 +469,9 @@ impl QueueClient {
         }
         Ok(accepted.map(|receiver| ClientSession {
             receiver,
+            provider: self.provider.clone(),
             security: self.security.clone(),
+            held: Mutex::new(Vec::new()),
         }))
     }
 
@@ -473,10 +509,18 @@ impl QueueClient {
 }
 
 /// An accepted session: its messages in order, its lock, its state.
+///
+/// It receives and holds the session; its messages are settled like any other, through the
+/// client ([`QueueClient::complete`], [`abandon`](QueueClient::abandon),
+/// [`dead_letter`](QueueClient::dead_letter)).
 #[derive(Debug)]
 pub struct ClientSession {
     receiver: Box<dyn SessionReceiver>,
+    provider: Arc<dyn QueueProvider>,
     security: Option<Arc<Security>>,
+    /// The sealed messages received here and not yet known settled: the session lock covers
+    /// them, so renewing it extends their replay claims.
+    held: Mutex<Vec<ReceivedMessage>>,
 }
 
 impl ClientSession {
@@ -502,45 +546,40 @@ impl ClientSession {
         max_messages: usize,
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>> {
-        receive_verified(
+        let received = receive_verified(
+            self.provider.as_ref(),
             self.security.as_deref(),
-            Settler::Session(self.receiver.as_ref()),
+            Fetch::Session(self.receiver.as_ref()),
             self.receiver.queue(),
             max_messages,
             wait,
         )
-        .await
-    }
-
-    /// Settles a delivery as done (and remembers it in the replay guard).
-    pub async fn complete(&self, message: &ReceivedMessage) -> Result<()> {
-        self.receiver.complete(&message.receipt).await?;
-        if let Some(security) = &self.security {
-            security.completed(message);
+        .await?;
+        if self.security.is_some() {
+            self.held.lock().extend(
+                received
+                    .iter()
+                    .filter(|message| message.delivery.seal.is_some())
+                    .cloned(),
+            );
         }
-        Ok(())
+        Ok(received)
     }
 
-    /// Gives a delivery back: it comes first again (after `delay`, holding the session).
-    pub async fn abandon(&self, message: &ReceivedMessage, delay: Option<Duration>) -> Result<()> {
-        self.receiver.abandon(&message.receipt, delay).await
-    }
-
-    /// Moves a delivery to the dead-letter queue.
-    pub async fn dead_letter(
-        &self,
-        message: &ReceivedMessage,
-        reason: &str,
-        description: &str,
-    ) -> Result<()> {
-        self.receiver
-            .dead_letter(&message.receipt, DeadLetterReason::new(reason, description))
-            .await
-    }
-
-    /// Extends the session lock; returns the new deadline.
+    /// Extends the session lock (which covers its messages); returns the new deadline.
     pub async fn renew_lock(&self) -> Result<SystemTime> {
-        self.receiver.renew_session_lock().await
+        let until = self.receiver.renew_session_lock().await?;
+        if let Some(security) = &self.security {
+            let held = std::mem::take(&mut *self.held.lock());
+            let mut still_held = Vec::with_capacity(held.len());
+            for message in held {
+                if security.lock_renewed(&message, until).await {
+                    still_held.push(message);
+                }
+            }
+            self.held.lock().extend(still_held);
+        }
+        Ok(until)
     }
 
     /// The session state.
@@ -559,63 +598,59 @@ impl ClientSession {
     }
 }
 
-/// Where received messages come from and are settled: a queue, or an accepted session.
+/// Where received messages come from: the queue, or an accepted session. Either way they are
+/// settled through the provider.
 #[derive(Clone, Copy)]
-enum Settler<'a> {
-    Queue(&'a dyn QueueProvider),
+enum Fetch<'a> {
+    Queue,
     Session(&'a dyn SessionReceiver),
 }
 
-impl Settler<'_> {
+impl Fetch<'_> {
     async fn fetch(
         self,
+        provider: &dyn QueueProvider,
         queue: &QueueName,
         max_messages: usize,
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>> {
         match self {
-            Settler::Queue(provider) => {
+            Fetch::Queue => {
                 provider
                     .receive(queue, ReceiveOptions::new(max_messages, wait))
                     .await
             }
-            Settler::Session(receiver) => receiver.receive(max_messages, wait).await,
-        }
-    }
-
-    async fn dead_letter(self, receipt: &Receipt, reason: DeadLetterReason) -> Result<()> {
-        match self {
-            Settler::Queue(provider) => provider.dead_letter(receipt, reason).await,
-            Settler::Session(receiver) => receiver.dead_letter(receipt, reason).await,
-        }
-    }
-
-    async fn abandon(self, receipt: &Receipt) -> Result<()> {
-        match self {
-            Settler::Queue(provider) => provider.abandon(receipt, None).await,
-            Settler::Session(receiver) => receiver.abandon(receipt, None).await,
+            Fetch::Session(receiver) => receiver.receive(max_messages, wait).await,
         }
     }
 }
 
+/// How long a copy of a message in flight elsewhere waits before it is delivered again: until
+/// the other delivery's claim ends, within these bounds.
+const IN_FLIGHT_WAIT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
 /// Receives, and with security judges every message: accepted ones are returned, refused ones
-/// dead-lettered, ones whose keys are unavailable given back. When a whole batch was refused it
-/// receives again (even past the wait, for a bounded number of rounds), so a flood of forgeries
-/// does not look like an empty queue, nor keep the caller waiting forever.
+/// dead-lettered, ones whose keys are unavailable given back, copies of messages in flight
+/// given back with a delay. When a whole batch was held back it receives again (even past the
+/// wait, for a bounded number of rounds), so a flood of forgeries does not look like an empty
+/// queue, nor keep the caller waiting forever.
 async fn receive_verified(
+    provider: &dyn QueueProvider,
     security: Option<&Security>,
-    settler: Settler<'_>,
+    source: Fetch<'_>,
     queue: &QueueName,
     max_messages: usize,
     wait: Duration,
 ) -> Result<Vec<ReceivedMessage>> {
-    /// Rounds of refused-only batches after the wait has passed, before giving up for now.
+    /// Rounds of held-back-only batches after the wait has passed, before giving up for now.
     const ROUNDS_PAST_DEADLINE: u32 = 16;
     let deadline = tokio::time::Instant::now() + wait;
     let mut rounds_past_deadline = 0;
     loop {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let received = settler.fetch(queue, max_messages, remaining).await?;
+        let received = source
+            .fetch(provider, queue, max_messages, remaining)
+            .await?;
         let Some(security) = security else {
             for _ in &received {
                 security::count_received(queue, false);
@@ -639,7 +674,7 @@ async fn receive_verified(
                             message.message_id()
                         ),
                     );
-                    if let Err(error) = settler.dead_letter(&message.receipt, reason).await {
+                    if let Err(error) = provider.dead_letter(&message.receipt, reason).await {
                         // Not lost: its lock expires, it is delivered and judged again.
                         warn!(
                             messaging.destination.name = %queue,
@@ -654,16 +689,15 @@ async fn receive_verified(
                         messaging.destination.name = %queue,
                         messaging.message.id = %message.message_id(),
                         %error,
-                        "keys unavailable; giving the message back"
+                        "keys or replay guard unavailable; giving the message back"
                     );
-                    if let Err(abandon_error) = settler.abandon(&message.receipt).await {
-                        warn!(
-                            messaging.message.id = %message.message_id(),
-                            error = %abandon_error,
-                            "could not give the message back; it will be redelivered when its lock expires"
-                        );
-                    }
+                    give_back(provider, &message, None).await;
                     unavailable.get_or_insert(error);
+                }
+                Verdict::Wait(message, other_claim_left) => {
+                    let (shortest, longest) = IN_FLIGHT_WAIT;
+                    let delay = other_claim_left.clamp(shortest, longest);
+                    give_back(provider, &message, Some(delay)).await;
                 }
             }
         }
@@ -679,5 +713,22 @@ async fn receive_verified(
                 return Ok(accepted);
             }
         }
+    }
+}
+
+/// Gives a message back that the application never saw: after `delay` where the provider can
+/// delay a redelivery, at once otherwise. A failure only means it returns when its lock expires.
+async fn give_back(
+    provider: &dyn QueueProvider,
+    message: &ReceivedMessage,
+    delay: Option<Duration>,
+) {
+    let delay = delay.filter(|_| provider.capabilities().abandon_with_delay);
+    if let Err(error) = provider.abandon(&message.receipt, delay).await {
+        warn!(
+            messaging.message.id = %message.message_id(),
+            %error,
+            "could not give the message back; it will be redelivered when its lock expires"
+        );
     }
 }

@@ -14,6 +14,41 @@ use queue_core::{QueueName, SessionId};
 use ring::hmac;
 use ring::rand::SystemRandom;
 
+/// Every metric queue-runtime records, by name: the one place that names them (labels are
+/// documented beside each). docs/observability.md lists them for operators.
+pub mod metric {
+    /// Counter, labels `queue`, `encrypted` (`true`/`false`): messages sent.
+    pub const MESSAGES_SENT: &str = "queue_messages_sent_total";
+    /// Counter, labels `queue`, `encrypted`: messages received and handed over.
+    pub const MESSAGES_RECEIVED: &str = "queue_messages_received_total";
+    /// Counter, labels `queue`, `error_type`: refusals and crypto failures.
+    pub const CRYPTO_ERRORS: &str = "queue_crypto_errors_total";
+    /// Histogram (seconds), label `queue`: sealing one message.
+    pub const CRYPTO_SEAL_DURATION: &str = "queue_crypto_seal_duration_seconds";
+    /// Histogram (seconds), label `queue`: opening one message.
+    pub const CRYPTO_OPEN_DURATION: &str = "queue_crypto_open_duration_seconds";
+    /// Gauge (0/1), label `queue`: whether sends to the queue are sealed.
+    pub const CRYPTO_ENABLED: &str = "queue_crypto_enabled";
+    /// Counter, label `queue`: copies of a message in flight elsewhere, given back to wait.
+    pub const REPLAY_IN_FLIGHT_DUPLICATES: &str = "queue_replay_in_flight_duplicates_total";
+    /// Counter, labels `operation`, `kind`: provider calls retried after a transient error.
+    pub const RETRIES: &str = "queue_retries_total";
+    /// Gauge (0 closed, 1 half-open, 2 open), label `provider`: the circuit breaker's state.
+    pub const CIRCUIT_STATE: &str = "queue_circuit_state";
+    /// Counter, label `provider`: calls refused while the circuit was open.
+    pub const CIRCUIT_REJECTED: &str = "queue_circuit_rejected_total";
+    /// Counter, labels `queue`, `outcome`: messages the processor finished, by outcome.
+    pub const PROCESSOR_MESSAGES: &str = "queue_processor_messages_total";
+    /// Histogram (seconds), label `queue`: one handler call.
+    pub const PROCESSOR_HANDLER_DURATION: &str = "queue_processor_handler_duration_seconds";
+    /// Gauge, label `queue`: handlers running.
+    pub const PROCESSOR_IN_FLIGHT: &str = "queue_processor_in_flight";
+    /// Counter, labels `queue`, `result` (`ok`/`failed`): lock renewals.
+    pub const PROCESSOR_LOCK_RENEWALS: &str = "queue_processor_lock_renewals_total";
+    /// Counter, labels `queue`, `reason`: messages the processor dead-lettered, by reason.
+    pub const PROCESSOR_DEAD_LETTERED: &str = "queue_processor_dead_lettered_total";
+}
+
 /// The message property that carries the producer's W3C trace context.
 pub const TRACEPARENT_PROPERTY: &str = "traceparent";
 /// The message property that carries the producer's W3C trace state, when it has one.

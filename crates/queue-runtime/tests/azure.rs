@@ -76,7 +76,7 @@ async fn interleaved_sessions_are_each_opened_in_order() {
             for message in &received {
                 assert!(message.delivery.seal.is_some());
                 seen.push(String::from_utf8(message.body().to_vec()).unwrap());
-                held.complete(message).await.unwrap();
+                client.complete(message).await.unwrap();
             }
         }
         let expected = remote::steps(session, 6);

@@ -67,7 +67,7 @@ async fn sessions_through_the_client_keep_order_and_state() {
     let texts: Vec<&[u8]> = messages.iter().map(|m| m.body().as_ref()).collect();
     assert_eq!(texts, [&b"hello"[..], b"how are you", b"bye"]);
     for message in &messages {
-        session.complete(message).await.unwrap();
+        client.complete(message).await.unwrap();
     }
     session
         .set_state(Some(Bytes::from_static(b"greeted")))

@@ -148,7 +148,7 @@ async fn a_message_moved_to_another_session_is_refused_and_the_session_goes_on()
     let handed = session.receive(10, Duration::ZERO).await.unwrap();
     assert_eq!(handed.len(), 1);
     assert_eq!(handed[0].body().as_ref(), b"comment on pr-2");
-    session.complete(&handed[0]).await.unwrap();
+    client.complete(&handed[0]).await.unwrap();
     session.close().await.unwrap();
     assert_eq!(
         dead_letter_reasons(&broker, "prs").await,

@@ -135,3 +135,143 @@ async fn dead_letters_are_listed_and_replayed_without_peek() {
     client.complete(&again[0]).await.unwrap();
     assert!(dead_letters.list(10).await.unwrap().is_empty());
 }
+
+/// What the processor did in one FIFO run: every handler call, with whether its message's lock
+/// had already passed when the handler started.
+#[derive(Debug, Default)]
+struct Calls {
+    bodies: Vec<String>,
+    after_deadline: Vec<String>,
+}
+
+/// Issue 16: the messages of one FIFO group taken in one receive wait behind each other; every
+/// one of them must keep its lock while it waits, so SQS never delivers it again meanwhile.
+/// `groups` × `per_group` messages, a handler taking `handler_time`, visibility timeout 3 s.
+async fn fifo_runs_keep_their_locks(
+    groups: usize,
+    per_group: usize,
+    handler_time: Duration,
+    slots: usize,
+) {
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
+    let provider = SqsProvider::for_local_server(&endpoint, &SqsConfig::new()).unwrap();
+    let queue = QueueName::new(format!("locks-{}.fifo", uuid::Uuid::new_v4().simple())).unwrap();
+    let setup = QueueSetup {
+        fifo: true,
+        visibility_timeout: Duration::from_secs(3),
+        ..QueueSetup::default()
+    };
+    create_queue_with_dead_letter(&provider, &queue, &setup)
+        .await
+        .unwrap();
+    let client = sealing_client(Arc::new(provider.clone()), keys());
+    let total = groups * per_group;
+    for index in 0..per_group {
+        for group in 0..groups {
+            let message = Message::builder(format!("g{group}-{index:02}"))
+                .session_id(format!("group-{group}"))
+                .build()
+                .unwrap();
+            client.send(&queue, message).await.unwrap();
+        }
+    }
+
+    let calls = Arc::new(std::sync::Mutex::new(Calls::default()));
+    let handler = {
+        let calls = calls.clone();
+        move |message: ReceivedMessage, _: HandlerContext| {
+            let calls = calls.clone();
+            async move {
+                let body = String::from_utf8(message.body().to_vec()).unwrap();
+                {
+                    let mut calls = calls.lock().unwrap();
+                    if std::time::SystemTime::now() >= message.locked_until {
+                        calls.after_deadline.push(body.clone());
+                    }
+                    calls.bodies.push(body);
+                }
+                tokio::time::sleep(handler_time).await;
+                Outcome::Complete
+            }
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let processor = Processor::new(client.clone(), queue.clone(), handler).with_options(
+        ProcessorOptions::default()
+            .with_sessions(true)
+            .with_max_concurrency(slots),
+    );
+    let running = tokio::spawn(processor.run(shutdown.clone()));
+    let started = tokio::time::Instant::now();
+    let budget = handler_time * u32::try_from(total).unwrap() + Duration::from_secs(60);
+    loop {
+        let report_so_far = calls.lock().unwrap().bodies.len();
+        if report_so_far >= total || started.elapsed() > budget {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let the last handlers finish and settle.
+    tokio::time::sleep(handler_time + Duration::from_secs(1)).await;
+    shutdown.cancel();
+    let report = running.await.unwrap().unwrap();
+
+    let calls = std::mem::take(&mut *calls.lock().unwrap());
+    assert!(
+        calls.after_deadline.is_empty(),
+        "handlers started after their lock deadline: {:?}",
+        calls.after_deadline
+    );
+    let mut seen = std::collections::HashSet::new();
+    let twice: Vec<&String> = calls
+        .bodies
+        .iter()
+        .filter(|body| !seen.insert(*body))
+        .collect();
+    assert!(twice.is_empty(), "handled twice: {twice:?}");
+    assert_eq!(
+        calls.bodies.len(),
+        total,
+        "every message handled: {report:?}"
+    );
+    for group in 0..groups {
+        let prefix = format!("g{group}-");
+        let order: Vec<&String> = calls
+            .bodies
+            .iter()
+            .filter(|b| b.starts_with(&prefix))
+            .collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "group {group} handled in order");
+    }
+    assert_eq!(
+        report.completed,
+        u64::try_from(total).unwrap(),
+        "{report:?}"
+    );
+    assert_eq!(report.lock_lost, 0, "{report:?}");
+    assert_eq!(report.expired_before_handling, 0, "{report:?}");
+    let dead = client
+        .receive_dead_letters(&queue, 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(dead.is_empty(), "nothing dead-lettered");
+}
+
+/// Shape one of issue 16: 3 groups of 10, a 1 s handler, 3 s visibility (was: 39 calls for 30
+/// messages, 9 after their deadline, 9 handled twice).
+#[tokio::test(flavor = "multi_thread")]
+async fn fifo_runs_keep_their_locks_with_a_one_second_handler() {
+    fifo_runs_keep_their_locks(3, 10, Duration::from_secs(1), 8).await;
+}
+
+/// Shape two of issue 16: 40 messages (8 groups of 5), a 2.8 s handler (longer than a lock
+/// without renewal), 16 slots (was: 62 calls, 27 after their deadline, 18 handled twice, 5
+/// dead-lettered by the redrive policy).
+#[tokio::test(flavor = "multi_thread")]
+async fn fifo_runs_keep_their_locks_with_handlers_near_the_visibility_timeout() {
+    fifo_runs_keep_their_locks(8, 5, Duration::from_millis(2800), 16).await;
+}

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::{BehaviorVersion, Region};
 use aws_sdk_sqs::types::{
-    BatchResultErrorEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
-    SendMessageBatchRequestEntry,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 use aws_smithy_http_client::tls::{Provider as TlsProvider, rustls_provider::CryptoMode};
 use parking_lot::Mutex;
@@ -287,6 +287,100 @@ impl SqsProvider {
         ))
     }
 
+    async fn change_visibility_batch_chunk(
+        &self,
+        url: &str,
+        chunk: &[(usize, &SqsReceipt)],
+    ) -> Result<HashMap<usize, Result<()>>> {
+        let entries = chunk
+            .iter()
+            .map(|(index, receipt)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .receipt_handle(&receipt.handle)
+                    .visibility_timeout(codec::whole_seconds_up(receipt.queue.visibility_timeout))
+                    .build()
+                    .map_err(|error| QueueError::invalid_input(format!("batch entry: {error}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let output = self
+            .inner
+            .client
+            .change_message_visibility_batch()
+            .queue_url(url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|error| map_sdk_error("ChangeMessageVisibilityBatch", error))?;
+        Ok(entry_results(
+            "ChangeMessageVisibilityBatch",
+            output.successful().iter().map(|done| done.id()),
+            output.failed(),
+        ))
+    }
+
+    /// Runs one batch call per queue and per ten receipts that are still held, filing each
+    /// receipt's result; `done` turns a success into its value (and records it on the receipt).
+    async fn per_receipt_batches<'a, T, Call, Fut>(
+        &self,
+        receipts: &'a [Receipt],
+        call: Call,
+        done: impl Fn(&SqsReceipt) -> T,
+    ) -> Result<Vec<Result<T>>>
+    where
+        Call: Fn(&'a str, Vec<(usize, &'a SqsReceipt)>) -> Fut,
+        Fut: Future<Output = Result<HashMap<usize, Result<()>>>>,
+    {
+        self.check_open()?;
+        let now = SystemTime::now();
+        let mut results: Vec<Option<Result<T>>> = Vec::with_capacity(receipts.len());
+        let mut by_queue: HashMap<&str, Vec<(usize, &SqsReceipt)>> = HashMap::new();
+        for (index, receipt) in receipts.iter().enumerate() {
+            match receipt
+                .data::<SqsReceipt>(NAME)
+                .and_then(|data| data.check_held(now).map(|()| data))
+            {
+                Ok(data) => {
+                    results.push(None);
+                    by_queue
+                        .entry(&data.queue.url)
+                        .or_default()
+                        .push((index, data));
+                }
+                Err(error) => results.push(Some(Err(error))),
+            }
+        }
+        let mut anything_done = false;
+        for (url, entries) in by_queue {
+            for chunk in chunks(entries, |_| 0, usize::MAX) {
+                let indexes: Vec<usize> = chunk.iter().map(|(index, _)| *index).collect();
+                let receipts_of_chunk: HashMap<usize, &SqsReceipt> =
+                    chunk.iter().copied().collect();
+                let outcome = call(url, chunk).await;
+                let succeeded = outcome.is_ok();
+                file_chunk_results(
+                    &mut results,
+                    indexes.into_iter(),
+                    outcome,
+                    anything_done,
+                    |index| done(receipts_of_chunk[&index]),
+                )?;
+                anything_done |= succeeded;
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(QueueError::new(
+                        ErrorKind::Provider,
+                        "receipt was not settled",
+                    ))
+                })
+            })
+            .collect())
+    }
+
     /// Turns SQS messages into deliveries; expired ones are deleted instead (the emulated time
     /// to live: SQS itself only drops messages after the queue's retention period).
     async fn deliver(
@@ -405,6 +499,14 @@ impl SqsReceipt {
 
     fn mark_settled(&self) {
         self.settled.store(true, Ordering::Release);
+    }
+
+    /// Records a renewal SQS just acknowledged: hidden for the queue's visibility timeout from
+    /// now. Returns the new deadline.
+    fn renewed(&self) -> SystemTime {
+        let deadline = visibility_deadline(SystemTime::now(), self.queue.visibility_timeout);
+        *self.deadline.lock() = deadline;
+        deadline
     }
 }
 
@@ -691,56 +793,12 @@ impl QueueProvider for SqsProvider {
 
     /// `DeleteMessageBatch`, ten receipts a call, grouped by queue.
     async fn complete_batch(&self, receipts: &[Receipt]) -> Result<Vec<Result<()>>> {
-        self.check_open()?;
-        let now = SystemTime::now();
-        let mut results: Vec<Option<Result<()>>> = Vec::with_capacity(receipts.len());
-        let mut by_queue: HashMap<&str, Vec<(usize, &SqsReceipt)>> = HashMap::new();
-        for (index, receipt) in receipts.iter().enumerate() {
-            match receipt
-                .data::<SqsReceipt>(NAME)
-                .and_then(|data| data.check_held(now).map(|()| data))
-            {
-                Ok(data) => {
-                    results.push(None);
-                    by_queue
-                        .entry(&data.queue.url)
-                        .or_default()
-                        .push((index, data));
-                }
-                Err(error) => results.push(Some(Err(error))),
-            }
-        }
-        let mut anything_deleted = false;
-        for (url, entries) in by_queue {
-            for chunk in chunks(entries, |_| 0, usize::MAX) {
-                let outcome = self.delete_batch_chunk(url, &chunk).await;
-                let deleted = outcome.is_ok();
-                file_chunk_results(
-                    &mut results,
-                    chunk.iter().map(|(index, _)| *index),
-                    outcome,
-                    anything_deleted,
-                    |_| (),
-                )?;
-                for (index, data) in &chunk {
-                    if matches!(results[*index], Some(Ok(()))) {
-                        data.mark_settled();
-                    }
-                }
-                anything_deleted |= deleted;
-            }
-        }
-        Ok(results
-            .into_iter()
-            .map(|result| {
-                result.unwrap_or_else(|| {
-                    Err(QueueError::new(
-                        ErrorKind::Provider,
-                        "receipt was not settled",
-                    ))
-                })
-            })
-            .collect())
+        self.per_receipt_batches(
+            receipts,
+            |url, chunk| async move { self.delete_batch_chunk(url, &chunk).await },
+            SqsReceipt::mark_settled,
+        )
+        .await
     }
 
     /// `ChangeMessageVisibility` to zero, or to the delay (at most 12 hours).
@@ -822,9 +880,17 @@ impl QueueProvider for SqsProvider {
         data.check_held(SystemTime::now())?;
         self.change_visibility(data, data.queue.visibility_timeout)
             .await?;
-        let deadline = visibility_deadline(SystemTime::now(), data.queue.visibility_timeout);
-        *data.deadline.lock() = deadline;
-        Ok(deadline)
+        Ok(data.renewed())
+    }
+
+    /// `ChangeMessageVisibilityBatch` to each queue's visibility timeout, ten receipts a call.
+    async fn renew_lock_batch(&self, receipts: &[Receipt]) -> Result<Vec<Result<SystemTime>>> {
+        self.per_receipt_batches(
+            receipts,
+            |url, chunk| async move { self.change_visibility_batch_chunk(url, &chunk).await },
+            SqsReceipt::renewed,
+        )
+        .await
     }
 
     async fn accept_session(

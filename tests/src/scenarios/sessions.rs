@@ -48,7 +48,7 @@ pub async fn session_messages_come_in_order(fixture: &dyn Fixture) -> Outcome {
     assert_eq!(bodies, expected);
     for message in &received {
         assert_eq!(message.session_id().map(SessionId::as_str), Some("order"));
-        session.complete(&message.receipt).await.unwrap();
+        s.provider.complete(&message.receipt).await.unwrap();
     }
     session.close().await.unwrap();
     Outcome::Passed
@@ -74,7 +74,7 @@ pub async fn interleaved_sessions_keep_their_own_order(fixture: &dyn Fixture) ->
         let expected: Vec<String> = (0..10).map(|index| format!("{name}-{index}")).collect();
         assert_eq!(bodies, expected);
         for message in &received {
-            session.complete(&message.receipt).await.unwrap();
+            s.provider.complete(&message.receipt).await.unwrap();
         }
         session.close().await.unwrap();
     }
@@ -194,7 +194,7 @@ pub async fn renew_session_lock_extends_it(fixture: &dyn Fixture) -> Outcome {
     tokio::time::sleep(half + Duration::from_millis(500)).await;
     let received = receive_in_session(&*held, 1, Duration::from_secs(1)).await;
     assert_eq!(received.len(), 1, "the session is still held");
-    held.complete(&received[0].receipt).await.unwrap();
+    s.provider.complete(&received[0].receipt).await.unwrap();
     Outcome::Passed
 }
 
@@ -268,11 +268,6 @@ pub async fn session_lost_lock_fails_settles(fixture: &dyn Fixture) -> Outcome {
     let received = receive_in_session(&*held, 1, Duration::from_secs(10)).await;
     tokio::time::sleep(s.past_lock()).await;
     assert_kind(
-        held.complete(&received[0].receipt).await,
-        ErrorKind::LockLost,
-        "complete after the session lock expired",
-    );
-    assert_kind(
         s.provider.complete(&received[0].receipt).await,
         ErrorKind::LockLost,
         "complete through the provider after the session lock expired",
@@ -282,5 +277,69 @@ pub async fn session_lost_lock_fails_settles(fixture: &dyn Fixture) -> Outcome {
         ErrorKind::LockLost,
         "receive after the session lock expired",
     );
+    Outcome::Passed
+}
+
+/// A session's messages settle through the provider like any other receipt: abandon puts one
+/// first in its session again, complete removes it, dead-letter moves it with its reason, and
+/// `renew_lock` on a session message renews the session's lock. After the session is closed,
+/// settling its receipts is `LockLost` (the messages are available again).
+pub async fn session_messages_settle_through_the_provider(fixture: &dyn Fixture) -> Outcome {
+    let s = session_setup!(fixture);
+    for body in ["first", "second", "third"] {
+        s.send_in_session("settled", body).await;
+    }
+    let held = s
+        .provider
+        .accept_next_session(&s.queue, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("a session");
+    let first = receive_in_session(&*held, 1, Duration::from_secs(10)).await;
+    assert_eq!(text(&first[0]), "first");
+    assert_eq!(
+        first[0].receipt.session_id().map(SessionId::as_str),
+        Some("settled")
+    );
+    s.provider.abandon(&first[0].receipt, None).await.unwrap();
+    let again = receive_in_session(&*held, 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        text(&again[0]),
+        "first",
+        "an abandoned message comes first again"
+    );
+    assert_eq!(again[0].delivery_count(), 2);
+    if s.provider.capabilities().lock_renewal {
+        let before = held.locked_until();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let renewed = s.provider.renew_lock(&again[0].receipt).await.unwrap();
+        assert!(
+            renewed > before,
+            "renewing a session message renews the session"
+        );
+    }
+    s.provider.complete(&again[0].receipt).await.unwrap();
+    let second = receive_in_session(&*held, 1, Duration::from_secs(10)).await;
+    assert_eq!(text(&second[0]), "second");
+    s.provider
+        .dead_letter_with(
+            &second[0].receipt,
+            "session-reason",
+            "dead-lettered through the provider",
+        )
+        .await
+        .unwrap();
+    let third = receive_in_session(&*held, 1, Duration::from_secs(10)).await;
+    assert_eq!(text(&third[0]), "third");
+    held.close().await.unwrap();
+    assert_kind(
+        s.provider.complete(&third[0].receipt).await,
+        ErrorKind::LockLost,
+        "complete after the session was closed",
+    );
+    let dead = s.receive_dead_letters(1, Duration::from_secs(10)).await;
+    assert_eq!(text(&dead[0]), "second");
+    let reason = dead[0].delivery.dead_letter.as_ref().expect("a reason");
+    assert_eq!(reason.reason, "session-reason");
     Outcome::Passed
 }

@@ -1,6 +1,7 @@
 //! A circuit breaker around a provider: stop calling a provider that keeps failing, try again
 //! after a pause, close once it answers again.
 
+use crate::telemetry::metric;
 use std::fmt;
 use std::time::Duration;
 
@@ -127,7 +128,7 @@ impl fmt::Debug for CircuitBreaker {
 impl CircuitBreaker {
     /// A closed breaker for the provider named `provider`.
     pub fn new(provider: &'static str, settings: CircuitSettings) -> Self {
-        metrics::gauge!("queue_circuit_state", "provider" => provider)
+        metrics::gauge!(metric::CIRCUIT_STATE, "provider" => provider)
             .set(CircuitState::Closed.gauge_value());
         CircuitBreaker {
             provider,
@@ -193,7 +194,7 @@ impl CircuitBreaker {
     }
 
     fn open_error(&self, retry_after: Duration) -> QueueError {
-        metrics::counter!("queue_circuit_rejected_total", "provider" => self.provider).increment(1);
+        metrics::counter!(metric::CIRCUIT_REJECTED, "provider" => self.provider).increment(1);
         QueueError::new(
             ErrorKind::CircuitOpen,
             format!(
@@ -246,7 +247,7 @@ impl CircuitBreaker {
     fn set_state(&self, breaker: &mut Breaker, state: CircuitState) {
         breaker.state = state;
         breaker.trial_successes = 0;
-        metrics::gauge!("queue_circuit_state", "provider" => self.provider)
+        metrics::gauge!(metric::CIRCUIT_STATE, "provider" => self.provider)
             .set(state.gauge_value());
     }
 }

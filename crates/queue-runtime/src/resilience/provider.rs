@@ -168,6 +168,14 @@ impl QueueProvider for ResilientProvider {
             .await
     }
 
+    async fn renew_lock_batch(&self, receipts: &[Receipt]) -> Result<Vec<Result<SystemTime>>> {
+        self.calls
+            .run("renew_lock_batch", Repeat::Safe, || {
+                self.inner.renew_lock_batch(receipts)
+            })
+            .await
+    }
+
     async fn accept_session(
         &self,
         queue: &QueueName,
@@ -183,7 +191,6 @@ impl QueueProvider for ResilientProvider {
             Box::new(ResilientSession {
                 inner,
                 calls: self.calls.clone(),
-                dead_letter_repeat: self.dead_letter_repeat(),
             }) as Box<dyn SessionReceiver>
         }))
     }
@@ -207,7 +214,6 @@ impl QueueProvider for ResilientProvider {
 struct ResilientSession {
     inner: Box<dyn SessionReceiver>,
     calls: Calls,
-    dead_letter_repeat: Repeat,
 }
 
 #[async_trait]
@@ -229,28 +235,6 @@ impl SessionReceiver for ResilientSession {
         self.calls
             .run("session_receive", Repeat::Safe, || {
                 self.inner.receive(max_messages, wait)
-            })
-            .await
-    }
-
-    async fn complete(&self, receipt: &Receipt) -> Result<()> {
-        self.calls
-            .run("complete", Repeat::Safe, || self.inner.complete(receipt))
-            .await
-    }
-
-    async fn abandon(&self, receipt: &Receipt, delay: Option<Duration>) -> Result<()> {
-        self.calls
-            .run("abandon", Repeat::Safe, || {
-                self.inner.abandon(receipt, delay)
-            })
-            .await
-    }
-
-    async fn dead_letter(&self, receipt: &Receipt, reason: DeadLetterReason) -> Result<()> {
-        self.calls
-            .run("dead_letter", self.dead_letter_repeat, || {
-                self.inner.dead_letter(receipt, reason.clone())
             })
             .await
     }

@@ -5,6 +5,7 @@
 //! ("full jitter", which spreads a herd of clients best). What remains is a ten-line schedule;
 //! the randomness comes from `ring`.
 
+use crate::telemetry::metric;
 use std::future::Future;
 use std::time::Duration;
 
@@ -176,7 +177,7 @@ where
             return Err(exhausted(error, attempts));
         }
         metrics::counter!(
-            "queue_retries_total",
+            metric::RETRIES,
             "operation" => operation,
             "kind" => error.kind().as_str(),
         )

@@ -13,22 +13,27 @@
 //! The threat model and its limits are in `docs/security.md`.
 
 mod policy;
+mod replay;
 
+use crate::telemetry::metric;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use queue_core::{
-    DeliveryInfo, ErrorKind, Message, QueueError, QueueName, ReceivedMessage, SealInfo,
-    is_reserved_key,
+    DeliveryInfo, ErrorKind, Message, QueueError, QueueName, ReceivedMessage, ReplayClaim,
+    SealInfo, is_reserved_key,
 };
 use queue_crypto::{Clock, Context, CryptoError, Opened, Sealer, Suite, SystemClock, looks_sealed};
 use queue_keys::{KeyError, KeyRing, KeySource};
 use tracing::{debug, warn};
 
 pub use policy::{QueuePolicy, UnsealedPolicy};
+pub use replay::{
+    ClaimOutcome, DEFAULT_REPLAY_CAPACITY, InProcessReplayStore, ReplayKey, ReplayStore,
+};
 
 /// Keys and per-queue policy for a [`QueueClient`](crate::QueueClient).
 ///
@@ -54,9 +59,10 @@ pub struct Security {
     clock: Arc<dyn Clock>,
     default_policy: QueuePolicy,
     policies: HashMap<QueueName, QueuePolicy>,
-    /// Envelope ids of completed messages; each entry lives as long as its queue's policy says
-    /// (the value), so per-queue windows need no shared maximum.
-    replay: moka::sync::Cache<[u8; 32], Duration>,
+    /// Claims of envelope ids being processed, and the ids of completed ones.
+    replay: Arc<dyn ReplayStore>,
+    /// Draws each delivery's replay claim.
+    random: ring::rand::SystemRandom,
 }
 
 impl fmt::Debug for Security {
@@ -66,13 +72,10 @@ impl fmt::Debug for Security {
             .field("suite", &self.sealer.suite())
             .field("default_policy", &self.default_policy)
             .field("policies", &self.policies)
-            .field("replay_capacity", &self.replay.policy().max_capacity())
+            .field("replay", &self.replay)
             .finish_non_exhaustive()
     }
 }
-
-/// How many completed envelope ids the replay guard remembers by default.
-pub const DEFAULT_REPLAY_CAPACITY: u64 = 100_000;
 
 impl Security {
     /// Sealing and opening with the keys of `keys`, the default policy on every queue.
@@ -81,7 +84,8 @@ impl Security {
             keys: keys.into(),
             sealer: Sealer::new(),
             clock: Arc::new(SystemClock),
-            replay: replay_cache(DEFAULT_REPLAY_CAPACITY),
+            replay: Arc::new(InProcessReplayStore::default()),
+            random: ring::rand::SystemRandom::new(),
             default_policy: QueuePolicy::default(),
             policies: HashMap::new(),
         }
@@ -106,11 +110,19 @@ impl Security {
         self
     }
 
-    /// How many completed envelope ids to remember (default [`DEFAULT_REPLAY_CAPACITY`]).
-    /// Size it above the number of messages completed per freshness window.
+    /// How many envelope ids the in-process replay guard remembers (default
+    /// [`DEFAULT_REPLAY_CAPACITY`]). Size it above the number of messages completed per
+    /// freshness window.
     #[must_use]
     pub fn with_replay_capacity(mut self, capacity: u64) -> Self {
-        self.replay = replay_cache(capacity);
+        self.replay = Arc::new(InProcessReplayStore::with_capacity(capacity));
+        self
+    }
+
+    /// Where the replay guard keeps its claims and completed ids (default: in this process).
+    #[must_use]
+    pub fn with_replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
+        self.replay = store;
         self
     }
 
@@ -147,7 +159,7 @@ impl Security {
         mut message: Message,
     ) -> Result<Message, QueueError> {
         let policy = self.policy(queue);
-        metrics::gauge!("queue_crypto_enabled", "queue" => queue.to_string()).set(if policy.seal {
+        metrics::gauge!(metric::CRYPTO_ENABLED, "queue" => queue.to_string()).set(if policy.seal {
             1.0
         } else {
             0.0
@@ -171,7 +183,7 @@ impl Security {
             None => self.sealer.seal(&keyset, message.body(), &context),
         }
         .map_err(|error| crypto_error(&error))?;
-        metrics::histogram!("queue_crypto_seal_duration_seconds", "queue" => queue.to_string())
+        metrics::histogram!(metric::CRYPTO_SEAL_DURATION, "queue" => queue.to_string())
             .record(started.elapsed().as_secs_f64());
         debug!(
             messaging.destination.name = %queue,
@@ -226,7 +238,7 @@ impl Security {
                 };
             }
         };
-        metrics::histogram!("queue_crypto_open_duration_seconds", "queue" => queue.to_string())
+        metrics::histogram!(metric::CRYPTO_OPEN_DURATION, "queue" => queue.to_string())
             .record(started.elapsed().as_secs_f64());
 
         // Freshness, against the broker's clock: when did the broker take this copy?
@@ -256,18 +268,54 @@ impl Security {
                 "delivered before its authenticated not-before time",
                 "early",
             ))
-        } else if self.replay.contains_key(opened.envelope_id()) {
-            Some(Refusal::new(
-                Rejection::Replay,
-                "replay",
-                "a copy of a completed message",
-            ))
         } else {
             None
         };
         if let Some(mut refusal) = refusal {
             refusal.key_id = Some(opened.key_id().to_string());
             return Verdict::Reject(received, refusal);
+        }
+
+        // Last, the replay guard: a completed copy is refused; one in flight elsewhere waits.
+        let claim = match self.new_claim() {
+            Ok(claim) => claim,
+            Err(error) => return Verdict::Retry(received, error),
+        };
+        let key = ReplayKey {
+            queue,
+            envelope_id: opened.envelope_id(),
+        };
+        let now = self.clock.now();
+        match self
+            .replay
+            .claim(key, claim, received.locked_until, now)
+            .await
+        {
+            Ok(ClaimOutcome::Claimed) => {}
+            Ok(ClaimOutcome::Completed) => {
+                let mut refusal =
+                    Refusal::new(Rejection::Replay, "replay", "a copy of a completed message");
+                refusal.key_id = Some(opened.key_id().to_string());
+                return Verdict::Reject(received, refusal);
+            }
+            Ok(ClaimOutcome::HeldElsewhere { until }) => {
+                debug!(
+                    messaging.destination.name = %queue,
+                    messaging.message.id = %message_id,
+                    "a copy of this message is being processed; this one waits"
+                );
+                metrics::counter!(metric::REPLAY_IN_FLIGHT_DUPLICATES, "queue" => queue.to_string()).increment(1);
+                return Verdict::Wait(received, until.duration_since(now).unwrap_or_default());
+            }
+            Err(error) => {
+                warn!(
+                    messaging.destination.name = %queue,
+                    messaging.message.id = %message_id,
+                    %error,
+                    "the replay guard is unavailable; giving the message back"
+                );
+                return Verdict::Retry(received, error);
+            }
         }
 
         debug!(
@@ -278,8 +326,19 @@ impl Security {
             "opened"
         );
         hand_over(opened, &mut received.message, &mut received.delivery);
+        if let Some(seal) = &mut received.delivery.seal {
+            seal.claim = Some(claim);
+        }
         count_received(queue, true);
         Verdict::Accept(received)
+    }
+
+    /// A fresh, unguessable claim for one delivery.
+    fn new_claim(&self) -> Result<ReplayClaim, QueueError> {
+        let bytes: [u8; 16] = ring::rand::generate(&self.random)
+            .map_err(|_| QueueError::new(ErrorKind::Crypto, "the system random source failed"))?
+            .expose();
+        Ok(ReplayClaim::new(u128::from_le_bytes(bytes)))
     }
 
     /// Opens what opens, for reading dead letters and peeking: no freshness or replay check (the
@@ -300,13 +359,72 @@ impl Security {
         }
     }
 
-    /// Remembers a completed message for its queue's replay horizon, so copies are refused.
-    pub(crate) fn completed(&self, received: &ReceivedMessage) {
-        if let Some(seal) = &received.delivery.seal {
-            let horizon = self.policy(received.receipt.queue()).replay_horizon();
-            self.replay.insert(seal.envelope_id, horizon);
+    /// The delivery was completed or dead-lettered: copies of it are replays from now on, for
+    /// its queue's replay horizon.
+    pub(crate) async fn settled_for_good(&self, received: &ReceivedMessage) {
+        let Some(seal) = &received.delivery.seal else {
+            return;
+        };
+        let queue = received.receipt.queue();
+        let key = ReplayKey {
+            queue,
+            envelope_id: &seal.envelope_id,
+        };
+        let horizon = self.policy(queue).replay_horizon();
+        if let Err(error) = self.replay.complete(key, horizon, self.clock.now()).await {
+            // Settled all the same; only a copy sent later might now be taken for new.
+            warn!(
+                messaging.destination.name = %queue,
+                messaging.message.id = %received.message_id(),
+                %error,
+                "the replay guard could not record a settled message"
+            );
+            count_crypto_error(queue, "replay_store");
         }
     }
+
+    /// The delivery was given back: its claim ends, and the next delivery may take it.
+    pub(crate) async fn given_back(&self, received: &ReceivedMessage) {
+        let Some((key, claim)) = claim_of(received) else {
+            return;
+        };
+        if let Err(error) = self.replay.release(key, claim).await {
+            // The claim then ends with the lock it followed.
+            debug!(messaging.message.id = %received.message_id(), %error, "releasing a replay claim failed");
+        }
+    }
+
+    /// The delivery's lock was renewed until `until`: its claim follows. Returns false when the
+    /// claim is no longer held.
+    pub(crate) async fn lock_renewed(&self, received: &ReceivedMessage, until: SystemTime) -> bool {
+        let Some((key, claim)) = claim_of(received) else {
+            return true;
+        };
+        match self
+            .replay
+            .extend(key, claim, until, self.clock.now())
+            .await
+        {
+            Ok(held) => held,
+            Err(error) => {
+                debug!(messaging.message.id = %received.message_id(), %error, "extending a replay claim failed");
+                true
+            }
+        }
+    }
+}
+
+/// The replay key and claim of a delivery the secure client received.
+fn claim_of(received: &ReceivedMessage) -> Option<(ReplayKey<'_>, ReplayClaim)> {
+    let seal = received.delivery.seal.as_ref()?;
+    let claim = seal.claim?;
+    Some((
+        ReplayKey {
+            queue: received.receipt.queue(),
+            envelope_id: &seal.envelope_id,
+        },
+        claim,
+    ))
 }
 
 /// What became of one received message.
@@ -316,8 +434,10 @@ pub(crate) enum Verdict {
     Accept(ReceivedMessage),
     /// Dead-letter it.
     Reject(ReceivedMessage, Refusal),
-    /// Give it back: the keys could not be had now.
+    /// Give it back: the keys (or the replay guard) could not be had now.
     Retry(ReceivedMessage, QueueError),
+    /// Give it back after this delay: a copy of it is being processed elsewhere.
+    Wait(ReceivedMessage, Duration),
 }
 
 /// The generic classes of refusal: the dead-letter reason shows only these.
@@ -466,27 +586,6 @@ fn hand_over(opened: Opened, message: &mut Message, delivery: &mut DeliveryInfo)
     strip_reserved(message);
 }
 
-/// Each completed envelope id expires after the horizon stored with it.
-struct ReplayHorizon;
-
-impl moka::Expiry<[u8; 32], Duration> for ReplayHorizon {
-    fn expire_after_create(
-        &self,
-        _envelope_id: &[u8; 32],
-        horizon: &Duration,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(*horizon)
-    }
-}
-
-fn replay_cache(capacity: u64) -> moka::sync::Cache<[u8; 32], Duration> {
-    moka::sync::Cache::builder()
-        .max_capacity(capacity)
-        .expire_after(ReplayHorizon)
-        .build()
-}
-
 /// A key-source problem as a queue error: transient when the source was unreachable.
 fn key_error(error: &KeyError) -> QueueError {
     match error {
@@ -507,7 +606,7 @@ fn crypto_error(error: &CryptoError) -> QueueError {
 
 pub(crate) fn count_sent(queue: &QueueName, encrypted: bool) {
     metrics::counter!(
-        "queue_messages_sent_total",
+        metric::MESSAGES_SENT,
         "queue" => queue.to_string(),
         "encrypted" => if encrypted { "true" } else { "false" }
     )
@@ -516,7 +615,7 @@ pub(crate) fn count_sent(queue: &QueueName, encrypted: bool) {
 
 pub(crate) fn count_received(queue: &QueueName, encrypted: bool) {
     metrics::counter!(
-        "queue_messages_received_total",
+        metric::MESSAGES_RECEIVED,
         "queue" => queue.to_string(),
         "encrypted" => if encrypted { "true" } else { "false" }
     )
@@ -525,7 +624,7 @@ pub(crate) fn count_received(queue: &QueueName, encrypted: bool) {
 
 fn count_crypto_error(queue: &QueueName, error_type: &'static str) {
     metrics::counter!(
-        "queue_crypto_errors_total",
+        metric::CRYPTO_ERRORS,
         "queue" => queue.to_string(),
         "error_type" => error_type
     )

@@ -1,0 +1,193 @@
+//! Queues without session receivers: one receive loop, each run of messages in its own task.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use queue_core::{ReceivedMessage, Result, SessionId};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tracing::error;
+
+use super::locks::HeldRun;
+use super::message::{Next, expired_before_handling, give_back, handle_one};
+use super::{Shared, back_off, is_fatal};
+
+/// One receive loop; each received message (or run of one session's messages, in order) is
+/// handled in its own task, at most `max_concurrency` at once.
+pub(super) async fn run_queue(shared: &Arc<Shared>) -> Result<()> {
+    let slots = Arc::new(Semaphore::new(shared.options.max_concurrency));
+    let batch_limit = shared
+        .options
+        .receive_batch
+        .min(shared.client.capabilities().max_receive_messages.max(1));
+    let mut tasks = JoinSet::new();
+    let mut failures = 0_u32;
+    let mut outcome = Ok(());
+    loop {
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = shared.shutdown.cancelled() => break,
+        };
+        let mut permits = vec![first];
+        while permits.len() < batch_limit {
+            match slots.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        // Not raced against shutdown: a receive dropped half-way could leave messages locked
+        // until their lock expires. It returns within `receive_wait`.
+        match shared
+            .client
+            .receive(&shared.queue, permits.len(), shared.options.receive_wait)
+            .await
+        {
+            Ok(messages) => {
+                failures = 0;
+                for group in in_session_runs(messages) {
+                    // One slot per run; a provider returning more than asked for still has every
+                    // message handled (never left locked and unseen), just past the bound.
+                    let permit = permits.pop();
+                    let shared = shared.clone();
+                    tasks.spawn(async move { handle_run(&shared, group, permit).await });
+                }
+            }
+            Err(error) if is_fatal(&error) => {
+                error!(messaging.destination.name = %shared.queue, %error, "processor stopping");
+                outcome = Err(error);
+                break;
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                if !back_off(shared, &error, failures).await {
+                    break;
+                }
+            }
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(join_error) = joined {
+            error!(%join_error, "a processor task failed");
+        }
+    }
+    outcome
+}
+
+/// Splits a received batch into runs to handle one after the other: each message alone, except
+/// messages of one session, which stay together in the order received.
+pub(super) fn in_session_runs(messages: Vec<ReceivedMessage>) -> Vec<Vec<ReceivedMessage>> {
+    let mut runs: Vec<Vec<ReceivedMessage>> = Vec::new();
+    let mut run_of_session: HashMap<SessionId, usize> = HashMap::new();
+    for message in messages {
+        match message.session_id().cloned() {
+            Some(session) => match run_of_session.get(&session) {
+                Some(&index) => runs[index].push(message),
+                None => {
+                    run_of_session.insert(session, runs.len());
+                    runs.push(vec![message]);
+                }
+            },
+            None => runs.push(vec![message]),
+        }
+    }
+    runs
+}
+
+/// Handles a run's messages one after the other while keeping every one of them locked; when
+/// one is given back (or its lock ran out before it could start), the rest are given back too,
+/// so none overtakes it.
+async fn handle_run(
+    shared: &Shared,
+    run: Vec<ReceivedMessage>,
+    _slot: Option<OwnedSemaphorePermit>,
+) {
+    let held = HeldRun::new(run);
+    tokio::select! {
+        biased;
+        () = work_run(shared, &held) => {}
+        () = held.keep(shared) => {}
+    }
+}
+
+async fn work_run(shared: &Shared, held: &HeldRun) {
+    for index in 0..held.len() {
+        let next = match held.take_up(index) {
+            Ok(message) => handle_one(shared, message, held.lost(index)).await,
+            Err(error) => {
+                expired_before_handling(shared, held.message(index), &error).await;
+                Next::GiveBackTheRest
+            }
+        };
+        held.let_go(index);
+        if next == Next::GiveBackTheRest {
+            for rest in index + 1..held.len() {
+                give_back(shared, held.message(rest)).await;
+                held.let_go(rest);
+            }
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use queue_core::{Message, QueueName, Receipt};
+
+    use super::*;
+
+    fn received(session: Option<&str>, body: &str) -> ReceivedMessage {
+        let mut builder = Message::builder(body.to_owned());
+        if let Some(session) = session {
+            builder = builder.session_id(session);
+        }
+        let message = builder.build().unwrap_or_else(|_| unreachable!());
+        ReceivedMessage {
+            receipt: Receipt::new(
+                "test",
+                QueueName::new("q").unwrap_or_else(|_| unreachable!()),
+                None,
+                (),
+            ),
+            delivery: queue_core::DeliveryInfo {
+                delivery_count: 1,
+                enqueued_at: SystemTime::now(),
+                sequence_number: None,
+                expires_at: None,
+                dead_letter: None,
+                seal: None,
+            },
+            locked_until: SystemTime::now(),
+            message,
+        }
+    }
+
+    #[test]
+    fn a_batch_splits_into_runs_that_keep_each_session_in_order() {
+        let batch = vec![
+            received(Some("a"), "a1"),
+            received(None, "x"),
+            received(Some("b"), "b1"),
+            received(Some("a"), "a2"),
+            received(None, "y"),
+            received(Some("a"), "a3"),
+        ];
+        let runs: Vec<Vec<String>> = in_session_runs(batch)
+            .iter()
+            .map(|run| {
+                run.iter()
+                    .map(|m| String::from_utf8_lossy(m.body()).into_owned())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            runs,
+            [vec!["a1", "a2", "a3"], vec!["x"], vec!["b1"], vec!["y"]]
+        );
+    }
+}
