@@ -40,6 +40,7 @@ macro_rules! __for_each_scenario {
             dead_letter::max_delivery_count_moves_to_dead_letter,
             dead_letter::dead_lettered_messages_can_be_completed,
             dead_letter::dead_letter_queue_can_be_peeked,
+            dead_letter::largest_accepted_message_is_dead_lettered_with_its_reason,
             batch::batch_with_an_oversized_entry_partly_fails,
             batch::large_batches_are_split,
             sessions::session_messages_come_in_order,

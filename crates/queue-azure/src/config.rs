@@ -247,8 +247,11 @@ impl AzureConfig {
         if self.receive_links_per_queue == 0 {
             return Err(config_error("receive_links_per_queue must be at least 1"));
         }
-        if self.max_message_bytes == 0 {
-            return Err(config_error("max_message_bytes must be at least 1"));
+        if self.max_message_bytes <= queue_core::DEAD_LETTER_RESERVE {
+            return Err(config_error(format!(
+                "max_message_bytes must be more than {} (the room kept for a dead-letter reason)",
+                queue_core::DEAD_LETTER_RESERVE
+            )));
         }
         if self.operation_timeout < Duration::from_secs(1)
             || self.operation_timeout > Duration::from_secs(3600)

@@ -64,7 +64,22 @@ impl Settle {
     }
 }
 
+/// What the reason adds to the message: two application properties (names, values, and a few
+/// bytes of AMQP framing each).
+fn dead_letter_properties_size(reason: &DeadLetterReason) -> usize {
+    const FRAMING: usize = 2 * 8;
+    "DeadLetterReason".len()
+        + "DeadLetterErrorDescription".len()
+        + reason.reason.len()
+        + reason.description.len()
+        + FRAMING
+}
+
 fn dead_letter_options(reason: DeadLetterReason) -> DeadLetterOptions {
+    // Every accepted message keeps DEAD_LETTER_RESERVE free: a reason cut to it always fits.
+    let reason = reason
+        .bounded(queue_core::DEAD_LETTER_RESERVE, dead_letter_properties_size)
+        .unwrap_or(reason);
     DeadLetterOptions {
         dead_letter_reason: Some(reason.reason),
         dead_letter_error_description: Some(reason.description),

@@ -761,7 +761,11 @@ fn capabilities(config: &AzureConfig) -> Capabilities {
     capabilities.peek = true;
     capabilities.lock_renewal = true;
     capabilities.sequence_numbers = true;
-    capabilities.max_message_bytes = config.max_message_bytes;
+    // What a message may take: the namespace's limit less the room kept for a dead-letter
+    // reason (the broker adds it as two application properties).
+    capabilities.max_message_bytes = config
+        .max_message_bytes
+        .saturating_sub(queue_core::DEAD_LETTER_RESERVE);
     capabilities.max_batch_messages = MAX_BATCH_MESSAGES;
     capabilities.max_receive_messages = MAX_RECEIVE_MESSAGES;
     capabilities.max_properties = MAX_PROPERTIES;
@@ -1375,7 +1379,10 @@ mod tests {
         assert!(capabilities.scheduling && capabilities.cancel_scheduled);
         assert!(capabilities.peek && capabilities.sequence_numbers && capabilities.lock_renewal);
         assert!(!capabilities.abandon_with_delay && !capabilities.session_order_on_receive);
-        assert_eq!(capabilities.max_message_bytes, 1024 * 1024);
+        assert_eq!(
+            capabilities.max_message_bytes,
+            1024 * 1024 - queue_core::DEAD_LETTER_RESERVE
+        );
     }
 
     #[test]

@@ -63,34 +63,51 @@ impl DeadLetterReason {
         budget: usize,
         measure: impl Fn(&DeadLetterReason) -> usize,
     ) -> Option<Self> {
-        let mut bounded = self.clone();
-        let mut size = measure(&bounded);
-        while size > budget {
-            let over = size - budget;
-            if !bounded.description.is_empty() {
-                // Once cut, the marker is already counted in the size.
-                let (text, marker) = match bounded.description.strip_suffix(Self::TRUNCATED) {
-                    Some(text) => (text, 0),
-                    None => (bounded.description.as_str(), Self::TRUNCATED.len()),
-                };
-                let keep = text.len().saturating_sub(over + marker);
-                bounded.description = if keep == 0 {
-                    String::new()
-                } else {
-                    let mut cut = truncate(text.to_owned(), keep);
-                    cut.push_str(Self::TRUNCATED);
-                    cut
-                };
-            } else if !bounded.reason.is_empty() {
-                let keep = bounded.reason.len().saturating_sub(over.max(1));
-                bounded.reason = truncate(std::mem::take(&mut bounded.reason), keep);
-            } else {
-                return None;
-            }
-            size = measure(&bounded);
+        if measure(self) <= budget {
+            return Some(self.clone());
         }
-        Some(bounded)
+        // The longest cut description (with the marker) that fits, found by bisection: the
+        // provider's encoding may grow faster than the text (escapes), so no linear guess.
+        let with_description = |keep: usize| {
+            let mut description = truncate(self.description.clone(), keep);
+            description.push_str(Self::TRUNCATED);
+            DeadLetterReason {
+                reason: self.reason.clone(),
+                description,
+            }
+        };
+        if let Some(keep) = longest_fitting(self.description.len(), |keep| {
+            measure(&with_description(keep)) <= budget
+        }) {
+            return Some(with_description(keep));
+        }
+        let with_reason = |keep: usize| DeadLetterReason {
+            reason: truncate(self.reason.clone(), keep),
+            description: String::new(),
+        };
+        longest_fitting(self.reason.len(), |keep| {
+            measure(&with_reason(keep)) <= budget
+        })
+        .map(with_reason)
     }
+}
+
+/// The largest `keep` in `0..=max` for which `fits` holds (it holds for every smaller one), or
+/// `None` when it does not hold even for 0.
+fn longest_fitting(max: usize, fits: impl Fn(usize) -> bool) -> Option<usize> {
+    if !fits(0) {
+        return None;
+    }
+    let (mut low, mut high) = (0, max);
+    while low < high {
+        let middle = low + (high - low).div_ceil(2);
+        if fits(middle) {
+            low = middle;
+        } else {
+            high = middle - 1;
+        }
+    }
+    Some(low)
 }
 
 fn truncate(mut text: String, max: usize) -> String {
@@ -334,9 +351,13 @@ mod tests {
         // What fits is left alone.
         let short = DeadLetterReason::new("r", "d");
         assert_eq!(short.bounded(200, measure), Some(short.clone()));
-        // A budget smaller than the reason alone cuts the reason too; nothing fits below 10.
+        // A budget smaller than the reason and the marker cuts the reason too; nothing fits
+        // below 10.
         let cut = long.bounded(15, measure).expect("fits");
-        assert!(cut.description.is_empty() && cut.reason.len() <= 5);
+        assert!(
+            cut.description.is_empty() && cut.reason.len() == 5,
+            "{cut:?}"
+        );
         assert_eq!(long.bounded(9, measure), None);
     }
 

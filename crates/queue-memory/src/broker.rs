@@ -80,7 +80,7 @@ impl Broker {
             state: Mutex::new(QueueState::new(
                 options,
                 self.clock,
-                self.config.max_message_bytes(),
+                self.config.accepted_message_bytes(),
             )),
             changed: Notify::new(),
         });

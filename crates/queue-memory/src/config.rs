@@ -184,7 +184,10 @@ impl MemoryConfig {
         self
     }
 
-    /// The largest message accepted, as [`queue_core::Message::approximate_size`] counts it.
+    /// The broker's message size limit, as [`queue_core::Message::approximate_size`] counts it
+    /// (default 256 KiB, the Service Bus standard tier's). Like every provider, the broker
+    /// accepts messages up to this limit less [`queue_core::DEAD_LETTER_RESERVE`], the room a
+    /// dead-letter reason takes, so that what it accepts can always be dead-lettered.
     pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes;
         self
@@ -206,9 +209,15 @@ impl MemoryConfig {
         &self.default_queue_options
     }
 
-    /// The message size limit.
+    /// The broker's message size limit.
     pub fn max_message_bytes(&self) -> usize {
         self.max_message_bytes
+    }
+
+    /// The largest message the broker accepts: its limit less the dead-letter reserve.
+    pub fn accepted_message_bytes(&self) -> usize {
+        self.max_message_bytes
+            .saturating_sub(queue_core::DEAD_LETTER_RESERVE)
     }
 
     /// The queue count limit.

@@ -61,7 +61,7 @@ impl MemoryProvider {
         capabilities.peek = true;
         capabilities.lock_renewal = true;
         capabilities.sequence_numbers = true;
-        capabilities.max_message_bytes = config.max_message_bytes();
+        capabilities.max_message_bytes = config.accepted_message_bytes();
         capabilities.max_batch_messages = MAX_BATCH_MESSAGES;
         capabilities.max_receive_messages = MAX_RECEIVE_MESSAGES;
         capabilities.max_properties = queue_core::MAX_PROPERTIES;

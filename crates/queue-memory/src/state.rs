@@ -464,7 +464,11 @@ impl QueueState {
     }
 
     fn push_dead_letter(&mut self, mut stored: Stored, reason: DeadLetterReason) {
-        stored.dead_letter = Some(reason);
+        // The same accounting as the brokers this one stands in for: a reason and description
+        // fit the room every message keeps for them.
+        let measure = |reason: &DeadLetterReason| reason.reason.len() + reason.description.len();
+        let bounded = reason.bounded(queue_core::DEAD_LETTER_RESERVE, measure);
+        stored.dead_letter = Some(bounded.unwrap_or(reason));
         // Dead-lettered messages do not expire (as on Service Bus).
         stored.expires_at = None;
         self.dead.ready.push_back(stored);

@@ -217,6 +217,105 @@ async fn a_copy_of_a_completed_message_is_refused_as_a_replay() {
     assert_all_refused(&client, &broker, "events", &["rejected: replay"]).await;
 }
 
+/// Issue 16: a copy of a message received in the same batch as its original (re-sent by an
+/// attacker with a fresh deduplication id, or delivered twice by the broker) is not handled
+/// twice: the first delivery claims the envelope, the other waits (given back with a delay,
+/// not dead-lettered) and is refused as a replay once the original is completed.
+#[tokio::test(start_paused = true)]
+async fn a_copy_in_the_same_batch_waits_and_is_refused_once_the_original_completes() {
+    let broker = broker();
+    let client = client(&broker, keyset([key("k1", KeyState::Primary)]));
+    client
+        .send(&queue("events"), event("pay 10"))
+        .await
+        .unwrap();
+    let copy = raw_messages(&broker, "events").await.remove(0);
+    broker.send(&queue("events"), copy).await.unwrap();
+
+    let batch = client
+        .receive(&queue("events"), 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 1, "one of the two copies is handed over");
+    assert!(
+        dead_letter_reasons(&broker, "events").await.is_empty(),
+        "the other waits"
+    );
+    let waiting = client
+        .receive(&queue("events"), 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        waiting.is_empty(),
+        "the copy is held back while the original is in flight"
+    );
+    client.complete(&batch[0]).await.unwrap();
+
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_all_refused(&client, &broker, "events", &["rejected: replay"]).await;
+}
+
+/// The other order: a copy arrives while the original's handler runs (another receive), and
+/// the original is given back instead of completed. Its claim is released, so the copy is
+/// then handled, once; the original's redelivery is a replay of it.
+#[tokio::test(start_paused = true)]
+async fn a_copy_of_a_message_in_flight_waits_and_a_given_back_original_frees_it() {
+    let broker = broker();
+    let client = client(&broker, keyset([key("k1", KeyState::Primary)]));
+    client
+        .send(&queue("events"), event("pay 10"))
+        .await
+        .unwrap();
+    let copy = raw_messages(&broker, "events").await.remove(0);
+    let original = client
+        .receive_one(&queue("events"), Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("the original");
+    broker.send(&queue("events"), copy).await.unwrap();
+    let during = client
+        .receive(&queue("events"), 10, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        during.is_empty(),
+        "the copy waits while the original is held"
+    );
+
+    client.abandon(&original, None).await.unwrap();
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let handed = drain(&client, "events").await;
+    assert_eq!(handed.len(), 1, "handled once: {handed:?}");
+    assert_eq!(handed[0].body().as_ref(), b"pay 10");
+    // The other delivery, given back to wait while this one was handled, is now a replay.
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_all_refused(&client, &broker, "events", &["rejected: replay"]).await;
+}
+
+/// A consumer that dies holding a claim blocks nobody for longer than its lock: the claim ends
+/// with it, and the redelivery is handled.
+#[tokio::test(start_paused = true)]
+async fn a_claim_ends_with_the_lock_of_a_consumer_that_died() {
+    let broker = broker();
+    let client = client(&broker, keyset([key("k1", KeyState::Primary)]));
+    client
+        .send(&queue("events"), event("pay 10"))
+        .await
+        .unwrap();
+    let claimed = client
+        .receive_one(&queue("events"), Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("received");
+    // The consumer dies: the message is neither settled nor renewed.
+    drop(claimed);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    let handed = drain(&client, "events").await;
+    assert_eq!(handed.len(), 1, "the redelivery is handled");
+    assert_eq!(handed[0].delivery_count(), 2);
+    assert!(dead_letter_reasons(&broker, "events").await.is_empty());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_copy_re_sent_after_the_window_is_refused_as_stale_even_by_a_fresh_process() {
     let broker = broker();

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use queue_runtime::core::{QueueProvider, QueueProviderExt};
 use queue_runtime::crypto::Keyset;
 use queue_runtime::dead_letters::DeadLetterFilter;
 use queue_runtime::prelude::*;
@@ -274,4 +275,64 @@ async fn fifo_runs_keep_their_locks_with_a_one_second_handler() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fifo_runs_keep_their_locks_with_handlers_near_the_visibility_timeout() {
     fifo_runs_keep_their_locks(8, 5, Duration::from_millis(2800), 16).await;
+}
+
+/// Issue 16 on SQS FIFO: a copy of a sealed message re-sent with a fresh deduplication id, in
+/// the same message group, arrives in the same receive as its original. It is not handed over
+/// while the original is in flight (it waits, given back with a delay, not dead-lettered); once
+/// the original is completed it is refused as a replay.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_with_a_fresh_deduplication_id_is_handled_once() {
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
+    let (provider, queue, client) = setup(&endpoint, true, keys()).await;
+    let original = Message::builder("pay 10")
+        .session_id("octo/repo#1")
+        .build()
+        .unwrap();
+    client.send(&queue, original).await.unwrap();
+    // The attacker reads the sealed message off the queue and sends it again as is, with a new
+    // deduplication id so that SQS takes it.
+    let raw = provider
+        .receive_one(&queue, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("the sealed message");
+    provider.abandon(&raw.receipt, None).await.unwrap();
+    let copy = raw
+        .message
+        .to_builder()
+        .deduplication_id(uuid::Uuid::new_v4().to_string())
+        .build()
+        .unwrap();
+    provider.send(&queue, copy).await.unwrap();
+
+    let mut handed = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while tokio::time::Instant::now() < deadline {
+        let received = client
+            .receive(&queue, 10, Duration::from_secs(2))
+            .await
+            .unwrap();
+        for message in received {
+            client.complete(&message).await.unwrap();
+            handed.push(message);
+        }
+        // The dead-letter queue tells when the copy was judged.
+        let refused = client
+            .receive_dead_letters(&queue, 10, Duration::ZERO)
+            .await
+            .unwrap();
+        if !refused.is_empty() {
+            let reasons: Vec<_> = refused
+                .iter()
+                .map(|m| m.delivery.dead_letter.clone().unwrap().reason)
+                .collect();
+            assert_eq!(reasons, ["rejected: replay"]);
+            break;
+        }
+    }
+    assert_eq!(handed.len(), 1, "handled once");
+    assert_eq!(handed[0].body().as_ref(), b"pay 10");
 }

@@ -22,8 +22,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use queue_core::time::from_unix_millis;
 use queue_core::{
-    DeadLetterReason, DeliveryInfo, ErrorKind, Message, MessageId, Properties, QueueError,
-    is_reserved_key,
+    DEAD_LETTER_RESERVE, DeadLetterReason, DeliveryInfo, ErrorKind, Message, MessageId, Properties,
+    QueueError, is_reserved_key,
 };
 use serde::{Deserialize, Serialize};
 
@@ -150,9 +150,10 @@ pub(crate) fn encode(
         Some(at) => Some(delay_seconds(queue, at, now)?),
     };
 
-    let size = body.len() + attributes_size(&attributes);
-    if size > queue.max_message_bytes {
-        return Err(QueueError::message_too_large(size, queue.max_message_bytes));
+    let size = message_size(&body, &attributes);
+    let accepted = queue.max_message_bytes.saturating_sub(DEAD_LETTER_RESERVE);
+    if size > accepted {
+        return Err(QueueError::message_too_large(size, accepted));
     }
     Ok(Outgoing {
         body,
@@ -162,6 +163,16 @@ pub(crate) fn encode(
         delay_seconds,
         size,
     })
+}
+
+/// The size SQS counts for a message against the queue's `MaximumMessageSize`: the body plus,
+/// for every message attribute, its name, its data type and its value (AWS documents it so;
+/// moto counts the body only, which is why this is unit-tested against the rule).
+pub(crate) fn message_size(
+    body: &str,
+    attributes: &HashMap<String, MessageAttributeValue>,
+) -> usize {
+    body.len() + attributes_size(attributes)
 }
 
 /// The size SQS counts for a set of attributes.
@@ -432,29 +443,52 @@ fn dead_letter_reason(attribute: Option<&str>) -> DeadLetterReason {
     }
 }
 
-/// The attributes of a dead-lettered copy: the original's, plus the reason.
+/// The attributes of a dead-lettered copy: the original's, plus the reason, cut to fit what
+/// is left of `max_message_bytes` after the body and the original attributes (every message
+/// this provider sends keeps [`DEAD_LETTER_RESERVE`] free for it, so a reason always fits; a
+/// long description is cut, marked as such).
 pub(crate) fn dead_letter_attributes(
     original: Option<&HashMap<String, MessageAttributeValue>>,
+    body: &str,
     reason: &DeadLetterReason,
     sqs_id: &str,
+    max_message_bytes: usize,
 ) -> Result<HashMap<String, MessageAttributeValue>, QueueError> {
     let mut attributes = original.cloned().unwrap_or_default();
     attributes.remove(DEAD_LETTER_ATTRIBUTE);
-    if attributes.len() < MAX_SQS_ATTRIBUTES {
-        let dead = DeadLetter {
-            reason: Cow::Borrowed(&reason.reason),
-            description: Cow::Borrowed(&reason.description),
-        };
-        attributes.insert(
-            DEAD_LETTER_ATTRIBUTE.to_owned(),
-            string_attribute(to_json(&dead)?)?,
-        );
-    } else {
+    if attributes.len() >= MAX_SQS_ATTRIBUTES {
         // Another producer's message with ten attributes: the copy cannot carry the reason, but
         // it must still move.
         tracing::warn!(sqs_message_id = sqs_id, reason = %reason.reason, "no attribute left for the dead-letter reason");
+        return Ok(attributes);
+    }
+    let room = max_message_bytes.saturating_sub(message_size(body, &attributes));
+    match reason.bounded(room, dead_letter_attribute_size) {
+        Some(bounded) => {
+            attributes.insert(
+                DEAD_LETTER_ATTRIBUTE.to_owned(),
+                string_attribute(dead_letter_json(&bounded)?)?,
+            );
+        }
+        None => {
+            // Another producer's message filling the queue's limit: it moves without a reason.
+            tracing::warn!(sqs_message_id = sqs_id, reason = %reason.reason, "no room left in the message for the dead-letter reason");
+        }
     }
     Ok(attributes)
+}
+
+fn dead_letter_json(reason: &DeadLetterReason) -> Result<String, QueueError> {
+    to_json(&DeadLetter {
+        reason: Cow::Borrowed(&reason.reason),
+        description: Cow::Borrowed(&reason.description),
+    })
+}
+
+/// What [`DEAD_LETTER_ATTRIBUTE`] adds to a message's size, as SQS counts it.
+fn dead_letter_attribute_size(reason: &DeadLetterReason) -> usize {
+    let value = dead_letter_json(reason).map_or(usize::MAX, |json| json.len());
+    DEAD_LETTER_ATTRIBUTE.len() + "String".len() + value
 }
 
 /// Whether the message's time to live has passed (on the broker's clock at `now`).
@@ -474,8 +508,12 @@ mod tests {
     use super::*;
     use aws_sdk_sqs::types::Message as SqsMessage;
 
+    /// A queue whose `MaximumMessageSize` is 4 KiB: it accepts 3 KiB, keeping 1 KiB for a
+    /// dead-letter reason.
+    const TEST_MAX: usize = 4096;
+
     fn queue(fifo: bool) -> QueueInfo {
-        QueueInfo::for_tests("q", fifo, 1024)
+        QueueInfo::for_tests("q", fifo, TEST_MAX)
     }
 
     fn receive(outgoing: &Outgoing) -> SqsMessage {
@@ -568,12 +606,16 @@ mod tests {
     #[test]
     fn limits_are_checked_before_sending() {
         let now = SystemTime::now();
-        let big = Message::new(vec![b'x'; 1025]);
+        let accepted = TEST_MAX - DEAD_LETTER_RESERVE;
+        let big = Message::new(vec![b'x'; accepted]);
         let error =
             encode(&big, &queue(false), &UnsessionedFifo::Reject, now).expect_err("too large");
         let limit = error.size_limit().expect("size and limit");
-        assert_eq!(limit.max, 1024);
-        assert!(limit.size > 1025);
+        assert_eq!(
+            limit.max, accepted,
+            "the limit less the dead-letter reserve"
+        );
+        assert!(limit.size > accepted);
 
         let mut builder = Message::builder("many");
         for index in 0..=MAX_PROPERTIES {
@@ -685,8 +727,14 @@ mod tests {
         )
         .expect("ok");
         let reason = DeadLetterReason::new("ValidationFailed", "amount < 0");
-        let attributes =
-            dead_letter_attributes(Some(&outgoing.attributes), &reason, "id").expect("ok");
+        let attributes = dead_letter_attributes(
+            Some(&outgoing.attributes),
+            &outgoing.body,
+            &reason,
+            "id",
+            TEST_MAX,
+        )
+        .expect("ok");
         let copy = Outgoing {
             attributes,
             ..outgoing.clone()
@@ -697,6 +745,79 @@ mod tests {
         assert_eq!(
             redriven.delivery.dead_letter.map(|r| r.reason),
             Some(DeadLetterReason::MAX_DELIVERY_COUNT_EXCEEDED.to_owned())
+        );
+    }
+
+    /// AWS: "the message size includes the message body and all message attributes (name,
+    /// data type and value)". A message of 100 body bytes with one attribute `ab` of type
+    /// `String` and value `xyz` is 100 + 2 + 6 + 3 bytes.
+    #[test]
+    fn sizes_are_counted_the_way_aws_documents_them() {
+        let mut attributes = HashMap::new();
+        attributes.insert(
+            "ab".to_owned(),
+            string_attribute("xyz".to_owned()).expect("ok"),
+        );
+        assert_eq!(message_size(&"b".repeat(100), &attributes), 111);
+        let binary = MessageAttributeValue::builder()
+            .data_type("Binary")
+            .binary_value(aws_sdk_sqs::primitives::Blob::new(vec![0_u8; 7]))
+            .build()
+            .expect("valid");
+        attributes.insert("c".to_owned(), binary);
+        assert_eq!(message_size("", &attributes), 11 + 1 + 6 + 7);
+    }
+
+    /// The largest message the provider accepts can still be dead-lettered: its copy, with
+    /// the reason and a description cut to fit (marked), stays within the queue's limit.
+    #[test]
+    fn the_largest_accepted_message_can_be_dead_lettered() {
+        let now = SystemTime::now();
+        let probe = Message::builder(vec![b'x'; TEST_MAX])
+            .property("event", "push")
+            .build()
+            .expect("valid");
+        let over = encode(&probe, &queue(false), &UnsessionedFifo::Reject, now)
+            .expect_err("too large")
+            .size_limit()
+            .expect("size and limit");
+        let largest = Message::builder(vec![b'x'; TEST_MAX - (over.size - over.max)])
+            .property("event", "push")
+            .build()
+            .expect("valid");
+        let outgoing =
+            encode(&largest, &queue(false), &UnsessionedFifo::Reject, now).expect("accepted");
+        assert_eq!(
+            outgoing.size,
+            TEST_MAX - DEAD_LETTER_RESERVE,
+            "the largest accepted"
+        );
+        let reason = DeadLetterReason::new(
+            "r".repeat(queue_core::MAX_DEAD_LETTER_REASON_LEN),
+            "\"quoted\" and \u{1}".repeat(1000),
+        );
+        let attributes = dead_letter_attributes(
+            Some(&outgoing.attributes),
+            &outgoing.body,
+            &reason,
+            "id",
+            TEST_MAX,
+        )
+        .expect("ok");
+        assert!(message_size(&outgoing.body, &attributes) <= TEST_MAX);
+        let copy = Outgoing {
+            attributes,
+            ..outgoing.clone()
+        };
+        let stored = decode(&receive(&copy), true, now)
+            .delivery
+            .dead_letter
+            .expect("the reason travels");
+        assert_eq!(stored.reason, reason.reason, "the reason is whole");
+        assert!(stored.description.ends_with(DeadLetterReason::TRUNCATED));
+        assert_eq!(
+            decode(&receive(&copy), true, now).message.body(),
+            largest.body()
         );
     }
 }

@@ -78,7 +78,10 @@ fn sqs_capabilities() -> Capabilities {
     capabilities.max_delivery_count = true;
     capabilities.time_to_live = true;
     capabilities.lock_renewal = true;
-    capabilities.max_message_bytes = crate::queues::DEFAULT_MAX_MESSAGE_BYTES;
+    // What a queue of the default size accepts: its limit less the dead-letter reserve (each
+    // queue's own `MaximumMessageSize` is read at first use and applied the same way).
+    capabilities.max_message_bytes =
+        crate::queues::DEFAULT_MAX_MESSAGE_BYTES - queue_core::DEAD_LETTER_RESERVE;
     capabilities.max_batch_messages = MAX_BATCH_ENTRIES;
     capabilities.max_receive_messages = MAX_BATCH_ENTRIES;
     capabilities.max_properties = codec::MAX_PROPERTIES;
@@ -838,7 +841,14 @@ impl QueueProvider for SqsProvider {
             .await?;
         let raw = &data.raw;
         let sqs_id = raw.message_id().unwrap_or_default();
-        let attributes = codec::dead_letter_attributes(raw.message_attributes(), &reason, sqs_id)?;
+        let body = raw.body().unwrap_or(codec::EMPTY_BODY);
+        let attributes = codec::dead_letter_attributes(
+            raw.message_attributes(),
+            body,
+            &reason,
+            sqs_id,
+            target.max_message_bytes,
+        )?;
         let group_id = raw
             .attributes()
             .and_then(|system| system.get(&MessageSystemAttributeName::MessageGroupId))
@@ -855,7 +865,7 @@ impl QueueProvider for SqsProvider {
             .client
             .send_message()
             .queue_url(&target.url)
-            .message_body(raw.body().unwrap_or(codec::EMPTY_BODY))
+            .message_body(body)
             .set_message_attributes(Some(attributes))
             .set_message_group_id(group_id)
             .set_message_deduplication_id(deduplication_id)

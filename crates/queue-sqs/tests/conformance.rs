@@ -29,6 +29,7 @@ const SKIPPED_ON_SQS: &[&str] = &[
     "session_lock_expiry_releases_the_session",
     "session_lock_is_exclusive",
     "session_lost_lock_fails_settles",
+    "session_messages_settle_through_the_provider",
     "session_messages_come_in_order",
     "session_queue_refuses_messages_without_session",
     "session_state_round_trips",

@@ -114,3 +114,55 @@ pub async fn dead_letter_queue_can_be_peeked(fixture: &dyn Fixture) -> Outcome {
     );
     Outcome::Passed
 }
+
+/// The largest message a provider accepts can be dead-lettered with its reason, its body
+/// intact: every provider keeps room for what dead-lettering adds, and a description too long
+/// for that room is cut, ending with [`DeadLetterReason::TRUNCATED`].
+pub async fn largest_accepted_message_is_dead_lettered_with_its_reason(
+    fixture: &dyn Fixture,
+) -> Outcome {
+    let s = setup!(fixture, QueueSpec::default());
+    // The error of a message just over the declared limit says how much over it is, as the
+    // provider counts it (a queue may also have its own, lower, limit).
+    let declared = s.provider.capabilities().max_message_bytes;
+    let probe = queue_core::Message::new(vec![b'x'; declared + 1]);
+    let over = s
+        .provider
+        .send(&s.queue, probe)
+        .await
+        .unwrap_err()
+        .size_limit()
+        .expect("size and limit in the error");
+    let largest_body = declared + 1 - (over.size - over.max);
+    let largest = queue_core::Message::new(vec![b'x'; largest_body]);
+    s.provider.send(&s.queue, largest).await.unwrap();
+    let one_more = queue_core::Message::new(vec![b'x'; largest_body + 1]);
+    let refused = s.provider.send(&s.queue, one_more).await.unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        queue_core::ErrorKind::MessageTooLarge,
+        "{refused}"
+    );
+
+    let received = s.receive_single(Duration::from_secs(30)).await;
+    assert_eq!(received.body().len(), largest_body);
+    let reason = "r".repeat(queue_core::MAX_DEAD_LETTER_REASON_LEN);
+    let description = "why \"it\" failed; ".repeat(400);
+    s.provider
+        .dead_letter_with(&received.receipt, &reason, &description)
+        .await
+        .unwrap();
+    s.assert_empty().await;
+    let dead = s.receive_dead_letters(1, Duration::from_secs(30)).await;
+    assert_eq!(dead.len(), 1, "the message is in the dead-letter queue");
+    assert_eq!(dead[0].body().len(), largest_body, "its body intact");
+    assert!(dead[0].body().iter().all(|byte| *byte == b'x'));
+    let stored = dead[0].delivery.dead_letter.as_ref().expect("a reason");
+    assert_eq!(stored.reason, reason, "the reason whole");
+    let kept = stored
+        .description
+        .strip_suffix(DeadLetterReason::TRUNCATED)
+        .expect("the description cut, and marked as cut");
+    assert!(description.starts_with(kept), "a prefix of the description");
+    Outcome::Passed
+}
