@@ -8,12 +8,12 @@ use async_trait::async_trait;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, ErrorKind, Message, PeekOptions,
     PeekedMessage, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage,
-    Result, SendOutcome, SessionReceiver, SessionSelector, check_max_messages,
+    Result, SendOutcome, SessionId, SessionReceiver, SessionSelector, check_max_messages,
 };
 use tokio::time::Instant;
 
 use crate::broker::{Broker, MemoryReceipt, Queue};
-use crate::state::{LaneKind, QueueStats};
+use crate::state::{BrowsedMessage, LaneKind, QueueStats};
 use crate::{MemoryConfig, PROVIDER_NAME, QueueOptions};
 
 /// The embedded broker as a [`QueueProvider`]. Clones share the same broker.
@@ -103,6 +103,39 @@ impl MemoryProvider {
         let queue = self.broker.find(name)?;
         let options = queue.state.lock().options().clone();
         Ok(options)
+    }
+
+    /// Gives a received message back without counting the delivery: it is first in line again
+    /// with the delivery count it had before, as when a receiver hands back a message its
+    /// application never saw (AMQP's `released` outcome). Works for receipts of session
+    /// receivers too (the session stays held). A lost lock fails with `LockLost`.
+    pub fn release(&self, receipt: &Receipt) -> Result<()> {
+        let (queue, data) = self.receipt_queue(receipt)?;
+        match (receipt.session_id(), data.session_lock) {
+            (Some(session), Some(lock)) => self.broker.with_state(&queue, |state, now| {
+                state.session_release(session, lock, data.token, now)
+            }),
+            _ => self.broker.with_state(&queue, |state, now| {
+                state.release(data.kind, data.token, now)
+            }),
+        }
+    }
+
+    /// Peeks with each message's state: like [`QueueProvider::peek`], but scheduled messages are
+    /// included (as Service Bus browses), and with `session` only that session's messages.
+    pub fn browse(
+        &self,
+        queue: &QueueName,
+        options: PeekOptions,
+        session: Option<&SessionId>,
+    ) -> Result<Vec<BrowsedMessage>> {
+        let max = check_max_messages(options.max_messages, self.capabilities())?;
+        let source = self.broker.find(queue)?;
+        let kind = LaneKind::from(options.sub_queue);
+        let from = options.from_sequence_number.unwrap_or(0);
+        self.broker.with_state(&source, |state, _| {
+            Ok(state.browse(kind, from, max, session))
+        })
     }
 
     fn receipt_queue(&self, receipt: &Receipt) -> Result<(Arc<Queue>, MemoryReceipt)> {
@@ -290,5 +323,63 @@ impl QueueProvider for MemoryProvider {
             queue.changed.notify_waiters();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use queue_core::QueueProviderExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn release_gives_back_without_counting_for_plain_and_session_receipts() {
+        let broker = MemoryProvider::new(MemoryConfig::default().with_auto_create_queues(false));
+        let plain = QueueName::new("plain").unwrap();
+        let sessions = QueueName::new("sessions").unwrap();
+        broker
+            .create_queue(&plain, QueueOptions::default())
+            .unwrap();
+        broker
+            .create_queue(&sessions, QueueOptions::default().with_sessions(true))
+            .unwrap();
+        broker.send(&plain, Message::new("p")).await.unwrap();
+        let got = broker
+            .receive_one(&plain, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        broker.release(&got.receipt).unwrap();
+        let again = broker
+            .receive_one(&plain, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.delivery_count(), 1);
+        assert_eq!(
+            broker.release(&got.receipt).unwrap_err().kind(),
+            ErrorKind::LockLost
+        );
+
+        let message = Message::builder("s").session_id("a").build().unwrap();
+        broker.send(&sessions, message).await.unwrap();
+        let session = broker
+            .accept_next_session(&sessions, Duration::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        let got = session.receive(1, Duration::ZERO).await.unwrap();
+        broker.release(&got[0].receipt).unwrap();
+        let again = session.receive(1, Duration::ZERO).await.unwrap();
+        assert_eq!(again[0].delivery_count(), 1);
+        let browsed = broker
+            .browse(
+                &sessions,
+                PeekOptions::new(10),
+                Some(&SessionId::new("a").unwrap()),
+            )
+            .unwrap();
+        assert_eq!(browsed.len(), 1);
+        assert_eq!(browsed[0].state, crate::MessageState::Active);
     }
 }

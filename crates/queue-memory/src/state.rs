@@ -243,6 +243,27 @@ pub struct QueueStats {
     pub dead_letter: usize,
 }
 
+/// Where a browsed message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageState {
+    /// Available, or locked by a receiver.
+    Active,
+    /// Waiting for its scheduled enqueue time.
+    Scheduled,
+}
+
+/// A message read by [`MemoryProvider::browse`](crate::MemoryProvider::browse): the message, and
+/// its state.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BrowsedMessage {
+    /// The message and what the broker knows of it.
+    pub message: PeekedMessage,
+    /// Whether it is active or scheduled.
+    pub state: MessageState,
+}
+
 /// Everything about one queue.
 #[derive(Debug)]
 pub(crate) struct QueueState {
@@ -667,6 +688,20 @@ impl QueueState {
         Ok(())
     }
 
+    /// Gives a delivery back without counting it: first in line again, with the delivery count
+    /// it had before this delivery (a receiver handing back a message its application never saw).
+    pub(crate) fn release(
+        &mut self,
+        kind: LaneKind,
+        token: u64,
+        now: Instant,
+    ) -> Result<(), QueueError> {
+        let mut stored = self.take_locked(kind, token)?;
+        stored.deliveries = stored.deliveries.saturating_sub(1);
+        self.return_to_lane(kind, stored, now);
+        Ok(())
+    }
+
     pub(crate) fn abandon(
         &mut self,
         kind: LaneKind,
@@ -947,6 +982,24 @@ impl QueueState {
         Ok(())
     }
 
+    /// [`release`](Self::release) for a delivery of a held session.
+    pub(crate) fn session_release(
+        &mut self,
+        session_id: &SessionId,
+        lock: u64,
+        token: u64,
+        now: Instant,
+    ) -> Result<(), QueueError> {
+        let (session, _) = self.held_session(session_id, lock, now)?;
+        let mut stored = session
+            .in_flight
+            .remove(&token)
+            .ok_or_else(message_lock_lost)?;
+        stored.deliveries = stored.deliveries.saturating_sub(1);
+        self.return_to_session(session_id, stored, now);
+        Ok(())
+    }
+
     pub(crate) fn session_dead_letter(
         &mut self,
         session_id: &SessionId,
@@ -1022,37 +1075,76 @@ impl QueueState {
     /// Messages in sequence order from `from`, without locking them: available and locked ones
     /// (as Service Bus peeks), not scheduled ones.
     pub(crate) fn peek(&self, kind: LaneKind, from: u64, max: usize) -> Vec<PeekedMessage> {
-        let mut found: Vec<&Stored> = Vec::new();
+        self.collect(kind, from, None, false)
+            .into_iter()
+            .take(max)
+            .map(|(stored, _)| stored.peeked(&self.clock))
+            .collect()
+    }
+
+    /// Like [`peek`](Self::peek), with scheduled messages too and each message's state; only the
+    /// messages of `session` when one is given.
+    pub(crate) fn browse(
+        &self,
+        kind: LaneKind,
+        from: u64,
+        max: usize,
+        session: Option<&SessionId>,
+    ) -> Vec<BrowsedMessage> {
+        self.collect(kind, from, session, true)
+            .into_iter()
+            .take(max)
+            .map(|(stored, state)| BrowsedMessage {
+                message: stored.peeked(&self.clock),
+                state,
+            })
+            .collect()
+    }
+
+    /// Every message of a lane from sequence number `from` on, in sequence order, with its state.
+    fn collect(
+        &self,
+        kind: LaneKind,
+        from: u64,
+        session: Option<&SessionId>,
+        scheduled: bool,
+    ) -> Vec<(&Stored, MessageState)> {
         let lane = match kind {
             LaneKind::Main => &self.main,
             LaneKind::DeadLetter => &self.dead,
         };
-        found.extend(lane.returned.range(from..).map(|(_, stored)| stored));
-        found.extend(lane.ready.iter().filter(|s| s.sequence_number >= from));
-        found.extend(
-            lane.in_flight
-                .values()
-                .map(|locked| &locked.stored)
-                .filter(|s| s.sequence_number >= from),
-        );
+        let mut active: Vec<&Stored> = Vec::new();
+        active.extend(lane.returned.values());
+        active.extend(lane.ready.iter());
+        active.extend(lane.in_flight.values().map(|locked| &locked.stored));
         if kind == LaneKind::Main {
             for session in self.sessions.values() {
-                found.extend(session.returned.range(from..).map(|(_, stored)| stored));
-                found.extend(session.ready.iter().filter(|s| s.sequence_number >= from));
-                found.extend(
-                    session
-                        .in_flight
-                        .values()
-                        .filter(|s| s.sequence_number >= from),
-                );
+                active.extend(session.returned.values());
+                active.extend(session.ready.iter());
+                active.extend(session.in_flight.values());
             }
         }
-        found.sort_unstable_by_key(|stored| stored.sequence_number);
-        found
+        let mut found: Vec<(&Stored, MessageState)> = active
             .into_iter()
-            .take(max)
-            .map(|stored| stored.peeked(&self.clock))
-            .collect()
+            .map(|stored| (stored, MessageState::Active))
+            .collect();
+        for pending in self.pending.values() {
+            match pending.target {
+                Target::Arrival if kind == LaneKind::Main && scheduled => {
+                    found.push((&pending.stored, MessageState::Scheduled));
+                }
+                Target::Return(returning) if returning == kind => {
+                    found.push((&pending.stored, MessageState::Active));
+                }
+                _ => {}
+            }
+        }
+        found.retain(|(stored, _)| {
+            stored.sequence_number >= from
+                && session.is_none_or(|wanted| stored.message.session_id() == Some(wanted))
+        });
+        found.sort_unstable_by_key(|(stored, _)| stored.sequence_number);
+        found
     }
 
     pub(crate) fn stats(&self) -> QueueStats {
@@ -1290,6 +1382,73 @@ mod tests {
         let token = state.receive(LaneKind::Main, 1, now)[0].token;
         state.complete(LaneKind::Main, token).unwrap();
         state.send(message("c"), now).unwrap();
+    }
+
+    #[test]
+    fn a_release_does_not_count_as_a_delivery() {
+        let (mut state, now) = state(QueueOptions::default().with_max_delivery_count(1));
+        state.send(message("a"), now).unwrap();
+        state.send(message("b"), now).unwrap();
+        for _ in 0..3 {
+            let got = state.receive(LaneKind::Main, 1, now);
+            assert_eq!(body(&got[0]), b"a", "a released message keeps its place");
+            assert_eq!(got[0].info.delivery_count, 1);
+            state.release(LaneKind::Main, got[0].token, now).unwrap();
+        }
+        assert_eq!(
+            state.stats().dead_letter,
+            0,
+            "releases never exhaust deliveries"
+        );
+        let lost = state.release(LaneKind::Main, 999, now).unwrap_err();
+        assert_eq!(lost.kind(), ErrorKind::LockLost);
+    }
+
+    #[test]
+    fn a_session_release_keeps_the_session_held_and_the_count() {
+        let (mut state, now) = state(QueueOptions::default().with_sessions(true));
+        state.send(session_message("s", "1"), now).unwrap();
+        let (id, lock, _) = state.accept(None, now).unwrap();
+        let first = state.session_receive(&id, lock, 1, now).unwrap();
+        state
+            .session_release(&id, lock, first[0].token, now)
+            .unwrap();
+        let again = state.session_receive(&id, lock, 1, now).unwrap();
+        assert_eq!(body(&again[0]), b"1");
+        assert_eq!(again[0].info.delivery_count, 1);
+    }
+
+    #[test]
+    fn browse_shows_scheduled_messages_with_their_state_and_filters_sessions() {
+        let (mut state, now) = state(QueueOptions::default().with_sessions(true));
+        let at = state.clock.system(now + Duration::from_secs(60));
+        state.send(session_message("s", "now"), now).unwrap();
+        let later_one = Message::builder("later")
+            .session_id("s")
+            .scheduled_enqueue_time(at)
+            .build()
+            .unwrap();
+        state.send(later_one, now).unwrap();
+        state.send(session_message("t", "other"), now).unwrap();
+        let all = state.browse(LaneKind::Main, 0, 10, None);
+        let states: Vec<MessageState> = all.iter().map(|browsed| browsed.state).collect();
+        assert_eq!(
+            states,
+            [
+                MessageState::Active,
+                MessageState::Scheduled,
+                MessageState::Active
+            ]
+        );
+        let session = SessionId::new("s").unwrap();
+        let mine = state.browse(LaneKind::Main, 2, 10, Some(&session));
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].message.message.body().as_ref(), b"later");
+        assert_eq!(
+            state.peek(LaneKind::Main, 0, 10).len(),
+            2,
+            "peek still skips scheduled messages"
+        );
     }
 
     #[test]
