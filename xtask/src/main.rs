@@ -7,7 +7,9 @@
 
 mod deny;
 mod moto;
+mod python;
 mod run;
+mod servicebus;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,8 +27,13 @@ cargo xtask <command>
   clippy                  clippy on every package, all targets, warnings denied; then checks
                           that queue-runtime's default features compile no cloud SDK
   test                    every test of the workspace (with a local moto SQS server), then
-                          the doctests; the Azure Service Bus suites too when
-                          QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING is set (else says so)
+                          the doctests, then the Service Bus judge (below); the Azure Service
+                          Bus suites too when QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING is
+                          set (else says so)
+  servicebus-judge        Microsoft's Python SDK (azure-servicebus, installed from PyPI into
+                          .xtask/servicebus-venv) runs its scenario against our Service Bus
+                          emulator, which the xtask builds and starts on a free loopback port;
+                          without Python it fails when CI=true, else says SKIPPED
   quickstart              run the quickstart and github_bot examples
   doc                     build the docs with warnings denied
   deny                    cargo deny: licenses, bans, sources, advisories (offline snapshot)
@@ -90,6 +97,7 @@ enum Command {
     Step(Step),
     Fmt { check: bool },
     Conformance { provider: String },
+    ServiceBusJudge,
     Bench { args: Vec<String> },
     Fuzz { seconds: u64 },
     Help,
@@ -142,6 +150,7 @@ fn parse(args: &[String]) -> Result<Command> {
         "quickstart" => no_arguments(Command::Step(Step::Quickstart)),
         "doc" => no_arguments(Command::Step(Step::Doc)),
         "deny" => no_arguments(Command::Step(Step::Deny)),
+        "servicebus-judge" => no_arguments(Command::ServiceBusJudge),
         "conformance" => {
             let provider = match rest {
                 [flag, provider] if flag == "--provider" => provider.clone(),
@@ -214,6 +223,7 @@ fn execute(command: Command) -> Result<()> {
             }
             cargo(&root, &args, &env)
         }
+        Command::ServiceBusJudge => servicebus::judge(&root),
         Command::Bench { args } => bench(&root, &args),
         Command::Fuzz { seconds } => fuzz(&root, seconds),
     }
@@ -320,6 +330,7 @@ fn test(root: &Path) -> Result<()> {
         &["test", "--workspace", "--doc", "--all-features"],
         &[],
     )?;
+    servicebus::judge(root)?;
     if !azure_configured() {
         println!(
             "SKIPPED: the Azure Service Bus suites ({}): {AZURE_VARIABLE} is not set, so nothing \
@@ -450,12 +461,17 @@ mod tests {
             parse(&args("fuzz 5")).unwrap(),
             Command::Fuzz { seconds: 5 }
         );
+        assert_eq!(
+            parse(&args("servicebus-judge")).unwrap(),
+            Command::ServiceBusJudge
+        );
     }
 
     #[test]
     fn bad_commands_are_explained() {
         assert!(parse(&args("ci now")).is_err());
         assert!(parse(&args("fmt --fix")).is_err());
+        assert!(parse(&args("servicebus-judge now")).is_err());
         let error = parse(&args("conformance --provider kafka")).unwrap_err();
         assert!(error.to_string().contains("available: memory"), "{error}");
         assert!(

@@ -90,29 +90,8 @@ impl Drop for MotoServer {
 
 /// `moto_server` from the project's virtual environment, created and filled when missing.
 fn installed_server(root: &Path) -> Result<PathBuf> {
-    let venv = crate::xtask_dir(root).join("moto-venv");
-    let server = venv.join("bin").join("moto_server");
-    let marker = venv.join(format!(".installed-{}", MOTO.replace(['[', ']', '='], "_")));
-    if server.exists() && marker.exists() {
-        return Ok(server);
-    }
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let venv_text = venv.to_str().context("the workspace path is not UTF-8")?;
-    crate::run::run(root, &python, &["-m", "venv", venv_text], &[]).context(
-        "cannot create a Python virtual environment for moto (on Debian: apt-get install \
-         python3-venv)",
-    )?;
-    let pip = venv.join("bin").join("pip");
-    let pip = pip.to_str().context("the workspace path is not UTF-8")?;
-    crate::run::run(
-        root,
-        pip,
-        &["install", "--quiet", "--disable-pip-version-check", MOTO],
-        &[],
-    )
-    .context("cannot install moto from PyPI")?;
-    File::create(&marker).with_context(|| format!("cannot write {}", marker.display()))?;
-    Ok(server)
+    let venv = crate::python::venv(root, "moto-venv", MOTO)?;
+    Ok(venv.join("bin").join("moto_server"))
 }
 
 /// A port nobody listens on now (the OS picks it; moto binds it a moment later).

@@ -60,28 +60,29 @@ pub(crate) fn cargo_output(root: &Path, args: &[&str]) -> Result<String> {
     String::from_utf8(output.stdout).context("cargo printed invalid UTF-8")
 }
 
+/// `cargo metadata` of the workspace (its own packages only).
+fn metadata(root: &Path) -> Result<serde_json::Value> {
+    let output = cargo_output(root, &["metadata", "--no-deps", "--format-version", "1"])?;
+    serde_json::from_str(&output).context("cargo metadata printed invalid JSON")
+}
+
 /// The names of the workspace's packages, from `cargo metadata`.
 pub(crate) fn workspace_packages(root: &Path) -> Result<Vec<String>> {
-    let output = Command::new(cargo_program())
-        .args(["metadata", "--no-deps", "--format-version", "1"])
-        .current_dir(root)
-        .output()
-        .context("cannot run cargo metadata")?;
-    if !output.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let metadata: serde_json::Value =
-        serde_json::from_slice(&output.stdout).context("cargo metadata printed invalid JSON")?;
-    let packages = metadata["packages"]
+    let packages = metadata(root)?["packages"]
         .as_array()
         .context("cargo metadata has no packages")?
         .iter()
         .filter_map(|package| package["name"].as_str().map(str::to_owned))
         .collect();
     Ok(packages)
+}
+
+/// Where cargo puts what it builds (`target/`, or `CARGO_TARGET_DIR`), from `cargo metadata`.
+pub(crate) fn target_directory(root: &Path) -> Result<PathBuf> {
+    metadata(root)?["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata names no target directory")
 }
 
 /// Where the xtask installs the tools it needs (`cargo install --root`).
