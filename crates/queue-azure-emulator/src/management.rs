@@ -628,6 +628,158 @@ mod tests {
         );
     }
 
+    fn broker() -> Broker {
+        let config = crate::config::EmulatorConfig::new()
+            .with_queue(crate::config::QueueConfig::new("q"))
+            .with_queue(crate::config::QueueConfig::new("s").with_sessions(true));
+        Broker::new(config).unwrap()
+    }
+
+    fn node(broker: &Broker, name: &str) -> Node {
+        Node {
+            entity: broker.entity(name).unwrap(),
+            sub_queue: SubQueue::Main,
+        }
+    }
+
+    async fn run(broker: &Broker, name: &str, operation: &str, body: Value) -> Reply {
+        let (encoded, _) = python_request(operation, body);
+        execute(
+            broker,
+            &node(broker, name),
+            &Request::parse(&encoded).unwrap(),
+        )
+        .await
+    }
+
+    fn tokens(token: Uuid) -> Value {
+        Value::Array(Array(vec![Value::Uuid((*token.as_bytes()).into())]))
+    }
+
+    #[tokio::test]
+    async fn update_disposition_settles_by_lock_token() {
+        use queue_core::{QueueProviderExt, ReceiveOptions};
+        let broker = broker();
+        let queue = queue_core::QueueName::new("q").unwrap();
+        let message = Inbound::read(Bytes::from(codec::described(0x77, &codec::NULL)))
+            .unwrap()
+            .into_message()
+            .unwrap();
+        broker.provider.send(&queue, message).await.unwrap();
+        let received = broker
+            .provider
+            .receive(&queue, ReceiveOptions::new(1, std::time::Duration::ZERO))
+            .await
+            .unwrap()
+            .remove(0);
+        let token = broker
+            .locks
+            .issue(received.receipt.clone(), received.locked_until, None);
+        let renewed = run(
+            &broker,
+            "q",
+            "com.microsoft:renew-lock",
+            map([("lock-tokens", tokens(token))]),
+        )
+        .await;
+        assert_eq!(renewed.status, 200, "{renewed:?}");
+        let deferred = map([
+            ("disposition-status", Value::String("defered".into())),
+            ("lock-tokens", tokens(token)),
+        ]);
+        let refused = run(&broker, "q", "com.microsoft:update-disposition", deferred).await;
+        assert_eq!(
+            (refused.status, refused.condition),
+            (400, Some(condition::NOT_ALLOWED))
+        );
+        let completed = map([
+            ("disposition-status", Value::String("completed".into())),
+            ("lock-tokens", tokens(token)),
+        ]);
+        let reply = run(&broker, "q", "com.microsoft:update-disposition", completed).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(broker.provider.queue_stats(&queue).unwrap().in_flight, 0);
+        let lost = run(
+            &broker,
+            "q",
+            "com.microsoft:renew-lock",
+            map([("lock-tokens", tokens(token))]),
+        )
+        .await;
+        assert_eq!(
+            (lost.status, lost.condition),
+            (410, Some(condition::MESSAGE_LOCK_LOST))
+        );
+        let empty = run(
+            &broker,
+            "q",
+            "com.microsoft:peek-message",
+            map([
+                ("from-sequence-number", Value::Long(1)),
+                ("message-count", Value::Int(5)),
+            ]),
+        )
+        .await;
+        assert_eq!(empty.status, 204);
+        assert!(
+            broker
+                .provider
+                .receive_one(&queue, std::time::Duration::ZERO)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn refusals_name_their_reason() {
+        let broker = broker();
+        let by_sequence = run(
+            &broker,
+            "q",
+            "com.microsoft:receive-by-sequence-number",
+            map([]),
+        )
+        .await;
+        assert_eq!(
+            (by_sequence.status, by_sequence.condition),
+            (400, Some(condition::NOT_ALLOWED))
+        );
+        let unknown = run(&broker, "q", "com.microsoft:add-rule", map([])).await;
+        assert_eq!(unknown.status, 400);
+        assert!(unknown.description.contains("add-rule"), "{unknown:?}");
+        let not_held = run(
+            &broker,
+            "s",
+            "com.microsoft:get-session-state",
+            map([("session-id", Value::String("nobody".into()))]),
+        )
+        .await;
+        assert_eq!(
+            (not_held.status, not_held.condition),
+            (410, Some(condition::SESSION_LOCK_LOST))
+        );
+        let no_tokens = run(&broker, "q", "com.microsoft:renew-lock", map([])).await;
+        assert_eq!(
+            (no_tokens.status, no_tokens.condition),
+            (400, Some(condition::ARGUMENT_ERROR))
+        );
+        let cancel = run(
+            &broker,
+            "q",
+            "com.microsoft:cancel-scheduled-message",
+            map([(
+                "sequence-numbers",
+                Value::Array(Array(vec![Value::Long(99)])),
+            )]),
+        )
+        .await;
+        assert_eq!(
+            (cancel.status, cancel.condition),
+            (404, Some(condition::MESSAGE_NOT_FOUND))
+        );
+    }
+
     #[test]
     fn lock_tokens_are_uuids_in_rfc_order() {
         let token = Uuid::parse_str("00112233-4455-6677-8899-aabbccddeeff").unwrap();

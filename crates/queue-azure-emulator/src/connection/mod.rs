@@ -10,6 +10,8 @@ mod node;
 mod pump;
 mod session;
 mod settle;
+#[cfg(test)]
+mod tests;
 mod transfers;
 
 use std::collections::{HashMap, HashSet};
