@@ -14,6 +14,13 @@ use fe2o3_amqp::types::messaging::{Message, Outcome};
 use fe2o3_amqp::{Connection, Sender, Session};
 use queue_azure_emulator::{Emulator, EmulatorConfig, QueueConfig};
 
+/// Runs a step of the client, failing the test (rather than hanging it) after five seconds.
+async fn step<T>(name: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(5), future)
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not finish"))
+}
+
 async fn emulator() -> Emulator {
     let config = EmulatorConfig::new().with_queue(QueueConfig::new("round-trip"));
     Emulator::start(config, "127.0.0.1:0".parse().unwrap())
@@ -39,13 +46,16 @@ async fn fe2o3_sends_receives_and_settles() {
         let outcome = sender.send(body.to_owned()).await.unwrap();
         assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
     }
-    let mut receiver = Receiver::builder()
-        .name("receiver")
-        .source("amqp://127.0.0.1/ROUND-TRIP")
-        .receiver_settle_mode(ReceiverSettleMode::Second)
-        .attach(&mut session)
-        .await
-        .unwrap();
+    let mut receiver = step(
+        "receiver attach",
+        Receiver::builder()
+            .name("receiver")
+            .source("amqp://127.0.0.1/ROUND-TRIP")
+            .receiver_settle_mode(ReceiverSettleMode::Second)
+            .attach(&mut session),
+    )
+    .await
+    .unwrap();
     let first = tokio::time::timeout(Duration::from_secs(5), receiver.recv::<String>())
         .await
         .unwrap()
@@ -76,9 +86,9 @@ async fn fe2o3_sends_receives_and_settles() {
             .active,
         0
     );
-    receiver.close().await.unwrap();
-    sender.close().await.unwrap();
-    session.end().await.unwrap();
-    connection.close().await.unwrap();
-    emulator.stop().await;
+    step("receiver close", receiver.close()).await.unwrap();
+    step("sender close", sender.close()).await.unwrap();
+    step("end", session.end()).await.unwrap();
+    step("close", connection.close()).await.unwrap();
+    step("stop", emulator.stop()).await;
 }

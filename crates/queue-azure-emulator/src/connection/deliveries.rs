@@ -173,6 +173,13 @@ impl Connection {
         payload: Vec<u8>,
     ) -> Result<(), ProtocolError> {
         if sending.credit == 0 {
+            if sending.queued.len() >= super::links::MAX_QUEUED_REPLIES {
+                return Err(ProtocolError::Violation {
+                    condition: crate::error::condition::RESOURCE_LIMIT_EXCEEDED,
+                    description: "requests keep coming while their reply link has no credit"
+                        .to_owned(),
+                });
+            }
             sending.queued.push_back(payload);
             return Ok(());
         }

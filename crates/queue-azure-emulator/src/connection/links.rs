@@ -28,6 +28,10 @@ use crate::message;
 /// A link's identity within its connection (handles can be reused, ids are not).
 pub(crate) type LinkId = u64;
 
+/// The most links one connection may have attached (each receiver link runs a task).
+const MAX_LINKS: usize = 4096;
+/// The most replies a node link holds while the client gives it no credit.
+pub(super) const MAX_QUEUED_REPLIES: usize = 1024;
 /// Credit the broker grants a client that sends, topped up when half is used.
 pub(super) const SEND_CREDIT: u32 = 1000;
 /// The largest request a management or CBS node takes.
@@ -49,6 +53,9 @@ pub(super) struct Link {
     pub(super) name: String,
     pub(super) channel: u16,
     pub(super) local_handle: u32,
+    /// Whether the broker's handle is still taken (a link the broker detached frees it at
+    /// once: clients such as Python never answer that detach).
+    holds_handle: bool,
     pub(super) role: LinkRole,
 }
 
@@ -63,6 +70,8 @@ pub(super) enum LinkRole {
         attach: Box<Attach>,
         entity: Arc<Entity>,
         named: bool,
+        /// The task waiting for the session: stopped when the link goes first.
+        wait: tokio::task::AbortHandle,
     },
     /// Refused or detached by the broker: waiting for the client's detach.
     Closing,
@@ -253,7 +262,11 @@ impl Connection {
         id
     }
 
-    pub(super) fn on_attach(&mut self, channel: u16, attach: Attach) -> Result<(), ProtocolError> {
+    pub(super) async fn on_attach(
+        &mut self,
+        channel: u16,
+        attach: Attach,
+    ) -> Result<(), ProtocolError> {
         let peer_handle = attach.handle.0;
         if peer_handle > super::session::HANDLE_MAX {
             return Err(ProtocolError::Violation {
@@ -273,11 +286,27 @@ impl Connection {
                     description: format!("handle {peer_handle} is attached already"),
                 });
             }
-            self.links.remove(&existing);
+            self.drop_link(existing).await;
+        }
+        let attached = self
+            .links
+            .values()
+            .filter(|link| !matches!(link.role, LinkRole::Closing))
+            .count();
+        if attached >= MAX_LINKS {
+            return Err(ProtocolError::Violation {
+                condition: condition::RESOURCE_LIMIT_EXCEEDED,
+                description: format!("a connection may attach at most {MAX_LINKS} links"),
+            });
         }
         self.steal(&attach.name, attach.role.clone());
         let session = self.session(channel)?;
-        let local_handle = session.local_handle();
+        let local_handle = session
+            .local_handle()
+            .ok_or_else(|| ProtocolError::Violation {
+                condition: condition::RESOURCE_LIMIT_EXCEEDED,
+                description: "every link handle of the session is in use".to_owned(),
+            })?;
         let id = self.new_link_id();
         if let Some(session) = self.sessions.get_mut(&channel) {
             session.handles.insert(peer_handle, id);
@@ -286,6 +315,7 @@ impl Connection {
             name: attach.name.clone(),
             channel,
             local_handle,
+            holds_handle: true,
             role: LinkRole::Closing,
         };
         self.links.insert(id, link);
@@ -342,6 +372,7 @@ impl Connection {
         };
         link.role = LinkRole::Closing;
         let (channel, local_handle) = (link.channel, link.local_handle);
+        self.free_handle(id);
         let broker_sends = attach.role == Role::Receiver;
         let reply = Attach {
             name: attach.name.clone(),
@@ -496,7 +527,7 @@ impl Connection {
                         property_millis(attach.properties.as_ref(), TIMEOUT_PROPERTY)
                             .unwrap_or_else(|| self.broker.config.session_wait())
                     };
-                    pump::spawn_accept(
+                    let wait = pump::spawn_accept(
                         id,
                         self.broker.provider.clone(),
                         entity.name.clone(),
@@ -509,6 +540,7 @@ impl Connection {
                         attach: Box::new(attach),
                         entity,
                         named,
+                        wait,
                     };
                     return Ok(());
                 }
@@ -555,7 +587,10 @@ impl Connection {
                 ..
             } => {
                 let source = match session {
-                    Some(held) => PumpSource::Session(Arc::clone(held)),
+                    Some(held) => PumpSource::Session {
+                        provider: self.broker.provider.clone(),
+                        held: Arc::clone(held),
+                    },
                     None => PumpSource::Queue {
                         provider: self.broker.provider.clone(),
                         queue: entity.name.clone(),
@@ -616,6 +651,7 @@ impl Connection {
             attach,
             entity,
             named,
+            ..
         }) = waiting
         else {
             // The link went away while it waited.
@@ -707,8 +743,23 @@ impl Connection {
         };
         if let Some(session) = self.sessions.get_mut(&link.channel) {
             session.handles.retain(|_, link_id| *link_id != id);
+            if link.holds_handle {
+                session.free_local_handle(link.local_handle);
+            }
         }
         release_role(&self.broker, link.role).await;
+    }
+
+    /// Frees the broker's handle of a link it detached (once).
+    fn free_handle(&mut self, id: LinkId) {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        if std::mem::replace(&mut link.holds_handle, false)
+            && let Some(session) = self.sessions.get_mut(&link.channel)
+        {
+            session.free_local_handle(link.local_handle);
+        }
     }
 
     /// Detaches a link from the broker's side with an error; the link waits for the client's
@@ -719,6 +770,7 @@ impl Connection {
         };
         let role = std::mem::replace(&mut link.role, LinkRole::Closing);
         let (channel, local_handle) = (link.channel, link.local_handle);
+        self.free_handle(id);
         let _ = self.send(
             channel,
             &Detach {
@@ -804,8 +856,13 @@ impl Connection {
 
 /// Lets go of what a link held, outside the connection (for broker-side detaches).
 async fn release_role(broker: &crate::broker::Broker, role: LinkRole) {
-    let LinkRole::Sending(sending) = role else {
-        return;
+    let sending = match role {
+        LinkRole::Sending(sending) => sending,
+        LinkRole::Accepting { wait, .. } => {
+            wait.abort();
+            return;
+        }
+        LinkRole::Receiving(_) | LinkRole::Closing => return,
     };
     drop(sending.credit_tx);
     if let Feed::Queue {

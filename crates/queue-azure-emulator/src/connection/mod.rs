@@ -243,7 +243,7 @@ impl Connection {
                 }
                 self.on_end(channel).await?;
             }
-            Body::Attach(attach) => self.on_attach(channel, attach)?,
+            Body::Attach(attach) => self.on_attach(channel, attach).await?,
             Body::Flow(flow) => self.on_flow(channel, flow)?,
             Body::Transfer(transfer, payload) => {
                 self.on_transfer(channel, transfer, payload).await?

@@ -65,7 +65,10 @@ pub(super) enum Source {
         queue: QueueName,
         sub_queue: SubQueue,
     },
-    Session(Arc<HeldSession>),
+    Session {
+        provider: MemoryProvider,
+        held: Arc<HeldSession>,
+    },
 }
 
 impl Source {
@@ -81,13 +84,23 @@ impl Source {
                 options.sub_queue = *sub_queue;
                 provider.receive(queue, options).await
             }
-            Source::Session(held) => held.receiver.receive(max, wait).await,
+            Source::Session { held, .. } => held.receiver.receive(max, wait).await,
+        }
+    }
+
+    /// Gives messages back without counting the delivery.
+    fn release(&self, messages: &[ReceivedMessage]) {
+        let provider = match self {
+            Source::Queue { provider, .. } | Source::Session { provider, .. } => provider,
+        };
+        for message in messages {
+            let _ = provider.release(&message.receipt);
         }
     }
 
     /// When to check that the session lock is still held.
     fn lock_check_at(&self) -> Option<tokio::time::Instant> {
-        let Source::Session(held) = self else {
+        let Source::Session { held, .. } = self else {
             return None;
         };
         let left = held
@@ -101,7 +114,7 @@ impl Source {
     /// Whether the session lock is gone.
     async fn session_lost(&self) -> bool {
         match self {
-            Source::Session(held) => held
+            Source::Session { held, .. } => held
                 .receiver
                 .state()
                 .await
@@ -181,7 +194,11 @@ async fn run(
                     drained: wanted.drain,
                     done,
                 };
-                if events.send(event).await.is_err() {
+                if let Err(mpsc::error::SendError(Event::Deliveries { messages, .. })) =
+                    events.send(event).await
+                {
+                    // The connection is gone: what was taken for it goes back, uncounted.
+                    source.release(&messages);
                     return;
                 }
                 // Until the connection has applied them, the credit read above is stale.
@@ -207,8 +224,8 @@ pub(super) fn spawn_accept(
     session: SessionSelector,
     wait: Duration,
     events: mpsc::Sender<Event>,
-) {
-    tokio::spawn(async move {
+) -> tokio::task::AbortHandle {
+    let task = tokio::spawn(async move {
         let options = AcceptSessionOptions { session, wait };
         let result = provider.accept_session(&queue, options).await;
         if let Err(tokio::sync::mpsc::error::SendError(Event::SessionAccepted {
@@ -220,4 +237,5 @@ pub(super) fn spawn_accept(
             let _ = receiver.close().await;
         }
     });
+    task.abort_handle()
 }

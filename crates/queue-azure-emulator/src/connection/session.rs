@@ -5,7 +5,7 @@
 //! the client's incoming window, holding back deliveries (whole) until the client's flow makes
 //! room.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use fe2o3_amqp_types::definitions::Handle;
 use fe2o3_amqp_types::performatives::{Begin, Flow};
@@ -41,7 +41,8 @@ pub(super) struct Session {
     next_delivery_id: u32,
     /// Links by the client's handle.
     pub(super) handles: HashMap<u32, LinkId>,
-    next_local_handle: u32,
+    /// The broker's handles in use on this session.
+    local_handles: BTreeSet<u32>,
     held: VecDeque<Held>,
 }
 
@@ -55,7 +56,7 @@ impl Session {
             received_since_flow: 0,
             next_delivery_id: 0,
             handles: HashMap::new(),
-            next_local_handle: 0,
+            local_handles: BTreeSet::new(),
             held: VecDeque::new(),
         }
     }
@@ -78,11 +79,16 @@ impl Session {
         self.handles.values().copied().collect()
     }
 
-    /// A fresh handle for the broker's end of a link.
-    pub(super) fn local_handle(&mut self) -> u32 {
-        let handle = self.next_local_handle;
-        self.next_local_handle = self.next_local_handle.wrapping_add(1) % (HANDLE_MAX + 1);
-        handle
+    /// The lowest free handle for the broker's end of a link; `None` when all are taken.
+    pub(super) fn local_handle(&mut self) -> Option<u32> {
+        let handle = (0..=HANDLE_MAX).find(|handle| !self.local_handles.contains(handle))?;
+        self.local_handles.insert(handle);
+        Some(handle)
+    }
+
+    /// Frees the broker's handle of a link that is gone.
+    pub(super) fn free_local_handle(&mut self, handle: u32) {
+        self.local_handles.remove(&handle);
     }
 
     /// A fresh delivery id.
@@ -193,6 +199,16 @@ mod tests {
         flow.incoming_window = 2;
         session.peer_flow(&flow);
         assert_eq!(session.release_held(), vec![3]);
+    }
+
+    #[test]
+    fn handles_are_reused_once_free() {
+        let mut session = Session::new(&begin(1));
+        assert_eq!(session.local_handle(), Some(0));
+        assert_eq!(session.local_handle(), Some(1));
+        session.free_local_handle(0);
+        assert_eq!(session.local_handle(), Some(0));
+        assert_eq!(session.local_handle(), Some(2));
     }
 
     #[test]
