@@ -22,8 +22,9 @@ cargo xtask <command>
 
   ci                      everything CI checks, in order: fmt, clippy, test, quickstart, doc, deny
   fmt [--check]           format the workspace (or only check it)
-  clippy                  clippy on every package, all targets, warnings denied; then checks
-                          that queue-runtime's default features compile no cloud SDK
+  clippy                  clippy on every package, all targets, warnings denied; queue-runtime
+                          again with each provider feature alone; then checks that its
+                          default features compile no cloud SDK
   test                    every test of the workspace (with a local moto SQS server), then
                           the doctests; the Azure Service Bus suites too when
                           QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING is set (else says so)
@@ -110,6 +111,10 @@ const AZURE_VARIABLE: &str = "QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING";
 /// counted as passed without one. (package, test target).
 const AZURE_LIVE_TESTS: &[(&str, &str)] =
     &[("queue-azure", "conformance"), ("queue-runtime", "azure")];
+
+/// The feature sets of queue-runtime checked on their own (all of them together are checked
+/// with every package).
+const FACADE_FEATURE_SETS: &[&str] = &["memory", "sqs", "azure"];
 
 /// Crates the default build of the facade must not compile: the cloud SDKs come only with
 /// their features.
@@ -261,6 +266,25 @@ fn clippy(root: &Path) -> Result<()> {
                 &package,
                 "--all-targets",
                 "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        )?;
+    }
+    for provider in FACADE_FEATURE_SETS {
+        // Users build one provider at a time: each alone must build without warnings too.
+        cargo(
+            root,
+            &[
+                "clippy",
+                "-p",
+                "queue-runtime",
+                "--no-default-features",
+                "--features",
+                provider,
+                "--all-targets",
                 "--",
                 "-D",
                 "warnings",

@@ -117,6 +117,10 @@ pub trait QueueProvider: Send + Sync + Debug {
     /// A short, stable name: `"memory"`, `"sqs"`, `"azure"`.
     fn name(&self) -> &'static str;
 
+    /// The system's name in OpenTelemetry's messaging conventions (`messaging.system`):
+    /// `"aws_sqs"`, `"servicebus"`, or the provider's own.
+    fn messaging_system(&self) -> &'static str;
+
     /// What this provider supports, and its limits.
     fn capabilities(&self) -> &Capabilities;
 

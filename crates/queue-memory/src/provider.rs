@@ -5,10 +5,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use queue_core::raw::check_max_messages;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, ErrorKind, Message, PeekOptions,
     PeekedMessage, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage,
-    Result, SendOutcome, SessionReceiver, SessionSelector, check_max_messages,
+    Result, SendOutcome, SessionReceiver, SessionSelector,
 };
 use tokio::time::Instant;
 
@@ -70,6 +71,18 @@ impl MemoryProvider {
         }
     }
 
+    /// A broker from a checked configuration, with its declared queues created: the entry point
+    /// configuration-driven code uses (queue-runtime's `QueueClient::connect`).
+    pub fn connect(config: MemoryConfig) -> Result<Self> {
+        config.check()?;
+        let queues = config.queues().to_vec();
+        let broker = MemoryProvider::new(config);
+        for (name, options) in queues {
+            broker.create_queue(&name, options)?;
+        }
+        Ok(broker)
+    }
+
     /// Creates a queue. Fails when it exists, or when the options are invalid.
     pub fn create_queue(&self, name: &QueueName, options: QueueOptions) -> Result<()> {
         self.broker.check_open()?;
@@ -121,6 +134,10 @@ pub const MAX_RECEIVE_MESSAGES: usize = 1000;
 impl QueueProvider for MemoryProvider {
     fn name(&self) -> &'static str {
         PROVIDER_NAME
+    }
+
+    fn messaging_system(&self) -> &'static str {
+        "queue_runtime_memory"
     }
 
     fn capabilities(&self) -> &Capabilities {
@@ -219,7 +236,7 @@ impl QueueProvider for MemoryProvider {
                 state.session_abandon(session, lock, data.token, delay, now)
             }),
             _ => self.broker.with_state(&queue, |state, now| {
-                state.abandon(data.kind, data.token, delay, now)
+                state.abandon_locked(data.kind, data.token, delay, now)
             }),
         }
     }

@@ -667,7 +667,7 @@ impl QueueState {
         Ok(())
     }
 
-    pub(crate) fn abandon(
+    pub(crate) fn abandon_locked(
         &mut self,
         kind: LaneKind,
         token: u64,
@@ -1175,7 +1175,9 @@ mod tests {
         state.send(message("poison"), now).unwrap();
         for _ in 0..2 {
             let token = state.receive(LaneKind::Main, 1, now)[0].token;
-            state.abandon(LaneKind::Main, token, None, now).unwrap();
+            state
+                .abandon_locked(LaneKind::Main, token, None, now)
+                .unwrap();
         }
         assert!(state.receive(LaneKind::Main, 1, now).is_empty());
         let dead = state.receive(LaneKind::DeadLetter, 1, now);

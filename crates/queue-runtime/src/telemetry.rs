@@ -54,22 +54,12 @@ pub const TRACEPARENT_PROPERTY: &str = "traceparent";
 /// The message property that carries the producer's W3C trace state, when it has one.
 pub const TRACESTATE_PROPERTY: &str = "tracestate";
 
-/// The `messaging.system` value of a provider, per the OpenTelemetry conventions.
-pub fn messaging_system(provider: &str) -> &'static str {
-    match provider {
-        "sqs" => "aws_sqs",
-        "azure" => "servicebus",
-        "memory" => "queue_runtime_memory",
-        _ => "queue_runtime",
-    }
-}
-
 /// The span of one operation on `queue`, with the OpenTelemetry messaging attributes.
 /// `operation_type` is the convention's kind (`send`, `receive`, `process`, `settle`);
 /// `operation` our name for the call. `messaging.message.id` and
 /// `messaging.batch.message_count` are recorded when known.
 pub(crate) fn operation_span(
-    provider: &str,
+    messaging_system: &'static str,
     operation_type: &'static str,
     operation: &'static str,
     queue: &QueueName,
@@ -83,7 +73,7 @@ pub(crate) fn operation_span(
         "messaging",
         otel.name = %format_args!("{operation} {queue}"),
         otel.kind = span_kind,
-        messaging.system = messaging_system(provider),
+        messaging.system = messaging_system,
         messaging.destination.name = %queue,
         messaging.operation.type = operation_type,
         messaging.operation.name = operation,

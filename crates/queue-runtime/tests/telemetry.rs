@@ -2,7 +2,6 @@
 //! links to the producer's send span, across a sealed message, and both carry the OpenTelemetry
 //! messaging attributes.
 
-#![cfg(feature = "opentelemetry")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;

@@ -15,10 +15,11 @@ use aws_sdk_sqs::types::{
 };
 use aws_smithy_http_client::tls::{Provider as TlsProvider, rustls_provider::CryptoMode};
 use parking_lot::Mutex;
+use queue_core::raw::check_max_messages;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, ErrorKind, Message, PeekOptions,
     PeekedMessage, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage,
-    Result, SendOutcome, SessionReceiver, SubQueue, check_max_messages,
+    Result, SendOutcome, SessionReceiver, SubQueue,
 };
 
 use crate::codec::{self, Outgoing};
@@ -128,7 +129,7 @@ impl SqsProvider {
         if !url
             .as_ref()
             .and_then(http::Uri::host)
-            .is_some_and(queue_core::endpoint::is_loopback_host)
+            .is_some_and(queue_core::raw::endpoint::is_loopback_host)
         {
             return Err(QueueError::new(
                 ErrorKind::Config,
@@ -493,7 +494,7 @@ impl SqsReceipt {
                 format!(
                     "the visibility timeout of the message passed at {} ms since the epoch; \
                      receive it again",
-                    queue_core::time::to_unix_millis(deadline)
+                    queue_core::raw::time::to_unix_millis(deadline)
                 ),
             ));
         }
@@ -602,11 +603,16 @@ fn file_chunk_results<T>(
         }
         Err(error) if !anything_done => Err(error),
         Err(error) => {
+            // Each entry fails with the call's error: its kind, message and retry-after, and the
+            // call's error itself (shared) as the source.
+            let whole = Arc::new(error);
             for index in chunk {
-                results[index] = Some(Err(QueueError::new(
-                    error.kind(),
-                    error.message().to_owned(),
-                )));
+                let mut entry = QueueError::new(whole.kind(), whole.message().to_owned())
+                    .with_source(Arc::clone(&whole));
+                if let Some(after) = whole.retry_after() {
+                    entry = entry.with_retry_after(after);
+                }
+                results[index] = Some(Err(entry));
             }
             Ok(())
         }
@@ -617,6 +623,10 @@ fn file_chunk_results<T>(
 impl QueueProvider for SqsProvider {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn messaging_system(&self) -> &'static str {
+        "aws_sqs"
     }
 
     fn capabilities(&self) -> &Capabilities {

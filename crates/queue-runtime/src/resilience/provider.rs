@@ -84,6 +84,10 @@ impl QueueProvider for ResilientProvider {
         self.inner.name()
     }
 
+    fn messaging_system(&self) -> &'static str {
+        self.inner.messaging_system()
+    }
+
     fn capabilities(&self) -> &Capabilities {
         self.inner.capabilities()
     }

@@ -509,7 +509,9 @@ impl Refusal {
 /// source is unavailable or holds an invalid keyset): then the message is retried.
 fn refusal_of(error: &KeyError) -> Option<Refusal> {
     let (rejection, error_type, detail) = match error {
-        KeyError::UnknownKeyId(_) => (Rejection::Key, "unknown_key", "no key has its key id"),
+        KeyError::Crypto(CryptoError::UnknownKeyId(_)) => {
+            (Rejection::Key, "unknown_key", "no key has its key id")
+        }
         KeyError::Crypto(CryptoError::RetiredKey(_)) => {
             (Rejection::Key, "retired_key", "sealed under a retired key")
         }
@@ -531,8 +533,9 @@ fn refusal_of(error: &KeyError) -> Option<Refusal> {
         _ => return None,
     };
     let mut refusal = Refusal::new(rejection, error_type, detail);
-    if let KeyError::UnknownKeyId(id)
-    | KeyError::Crypto(CryptoError::RetiredKey(id) | CryptoError::KeyExpired(id)) = error
+    if let KeyError::Crypto(
+        CryptoError::UnknownKeyId(id) | CryptoError::RetiredKey(id) | CryptoError::KeyExpired(id),
+    ) = error
     {
         refusal.key_id = Some(id.clone());
     }
@@ -586,21 +589,26 @@ fn hand_over(opened: Opened, message: &mut Message, delivery: &mut DeliveryInfo)
     strip_reserved(message);
 }
 
-/// A key-source problem as a queue error: transient when the source was unreachable.
+/// A key-source problem as a queue error (the source error kept): transient when the source was
+/// unreachable.
 fn key_error(error: &KeyError) -> QueueError {
     match error {
         KeyError::Crypto(crypto) => crypto_error(crypto),
         KeyError::Unavailable { .. } => {
             QueueError::new(ErrorKind::ServiceUnavailable, error.to_string())
+                .with_source(error.clone())
         }
-        _ => QueueError::new(ErrorKind::Crypto, error.to_string()),
+        _ => QueueError::new(ErrorKind::Crypto, error.to_string()).with_source(error.clone()),
     }
 }
 
+/// A crypto failure as a queue error, the crypto error kept as its source.
 fn crypto_error(error: &CryptoError) -> QueueError {
     match error {
-        CryptoError::TooLarge { size, max, .. } => QueueError::message_too_large(*size, *max),
-        _ => QueueError::new(ErrorKind::Crypto, error.to_string()),
+        CryptoError::TooLarge { size, max, .. } => {
+            QueueError::message_too_large(*size, *max).with_source(error.clone())
+        }
+        _ => QueueError::new(ErrorKind::Crypto, error.to_string()).with_source(error.clone()),
     }
 }
 
