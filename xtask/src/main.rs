@@ -7,6 +7,7 @@
 
 mod deny;
 mod moto;
+mod redis;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +26,8 @@ cargo xtask <command>
   clippy                  clippy on every package, all targets, warnings denied; queue-runtime
                           again with each provider feature alone; then checks that its
                           default features compile no cloud SDK
-  test                    every test of the workspace (with a local moto SQS server), then
+  test                    every test of the workspace (with a local moto SQS server and a
+                          Redis, installed from PyPI and Debian when missing), then
                           the doctests; the Azure Service Bus suites too when
                           QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING is set (else says so)
   quickstart              run the quickstart and github_bot examples
@@ -329,15 +331,20 @@ fn check_default_build(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Every test, with a local SQS server (moto) running for the SQS provider's.
+/// Every test, with a local SQS server (moto) and a Redis running for the tests that need them.
 fn test(root: &Path) -> Result<()> {
     let moto = moto::MotoServer::start(root)?;
-    let sqs = moto.test_env();
+    let redis = redis::RedisServer::start(root)?;
+    let servers: Vec<(&str, &str)> = moto
+        .test_env()
+        .into_iter()
+        .chain(redis.test_env())
+        .collect();
     // Every feature, so the optional providers of the facade (`sqs`) are tested too.
     cargo(
         root,
         &["test", "--workspace", "--all-targets", "--all-features"],
-        &sqs,
+        &servers,
     )?;
     cargo(
         root,
@@ -391,15 +398,20 @@ fn doc(root: &Path) -> Result<()> {
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
     let moto = moto::MotoServer::start(root)?;
-    let sqs = moto.test_env();
-    let mut args: Vec<&str> = vec!["bench", "--workspace", "--"];
+    let redis = redis::RedisServer::start(root)?;
+    let servers: Vec<(&str, &str)> = moto
+        .test_env()
+        .into_iter()
+        .chain(redis.test_env())
+        .collect();
+    let mut args: Vec<&str> = vec!["bench", "--workspace", "--all-features", "--"];
     if extra.is_empty() {
         // Short runs by default: the machine is small and shared.
         args.extend(["--warm-up-time", "1", "--measurement-time", "3"]);
     } else {
         args.extend(extra.iter().map(String::as_str));
     }
-    cargo(root, &args, &sqs)
+    cargo(root, &args, &servers)
 }
 
 /// Runs the envelope fuzz target with cargo-fuzz (installed under `.xtask/tools` if missing).

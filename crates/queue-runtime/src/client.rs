@@ -100,7 +100,7 @@ impl QueueClient {
     /// missing or invalid keyset fails here).
     pub async fn connect(config: &ClientConfig) -> Result<Self> {
         let security = match &config.security {
-            Some(security) => Some(security.build()?),
+            Some(security) => Some(security.build().await?),
             None => None,
         };
         let provider = config.provider.connect().await?;
@@ -590,6 +590,9 @@ async fn receive_verified(
 ) -> Result<Vec<ReceivedMessage>> {
     /// Rounds of held-back-only batches after the wait has passed, before giving up for now.
     const ROUNDS_PAST_DEADLINE: u32 = 16;
+    if let Some(security) = security {
+        security.replay_store_ready(queue).await?;
+    }
     let deadline = tokio::time::Instant::now() + wait;
     let mut rounds_past_deadline = 0;
     loop {

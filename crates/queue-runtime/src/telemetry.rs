@@ -31,6 +31,11 @@ pub mod metric {
     pub const CRYPTO_ENABLED: &str = "queue_crypto_enabled";
     /// Counter, label `queue`: copies of a message in flight elsewhere, given back to wait.
     pub const REPLAY_IN_FLIGHT_DUPLICATES: &str = "queue_replay_in_flight_duplicates_total";
+    /// Counter, labels `queue`, `operation`: failures of the replay store (Redis).
+    pub const REPLAY_STORE_ERRORS: &str = "queue_replay_store_errors_total";
+    /// Counter, label `queue`: messages handed over without the replay check because the store
+    /// failed and the queue's policy fails open. Alert on it.
+    pub const REPLAY_STORE_FAILED_OPEN: &str = "queue_replay_store_failed_open_total";
     /// Counter, labels `operation`, `kind`: provider calls retried after a transient error.
     pub const RETRIES: &str = "queue_retries_total";
     /// Gauge (0 closed, 1 half-open, 2 open), label `provider`: the circuit breaker's state.
