@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use queue_crypto::{MAGIC, Sealer, Suite};
-use support::{FixedClock, ScriptedSalts, millis};
+use support::{FixedClock, ScriptedRandom, millis};
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/open")
@@ -30,7 +30,7 @@ fn seeds() -> Vec<(String, Vec<u8>)> {
         Sealer::new()
             .with_suite(suite)
             .with_clock(Arc::new(FixedClock(millis(1_795_000_000_000))))
-            .with_salt_source(Arc::new(ScriptedSalts::one([salt; 32])))
+            .with_random_source(Arc::new(ScriptedRandom::one([salt; 32])))
     };
     let aes = sealer(Suite::Aes256Gcm, 1)
         .seal(&keyset, b"hello, fuzzer", &context)

@@ -20,7 +20,7 @@ use queue_crypto::{
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::hkdf;
 use serde::{Deserialize, Serialize};
-use support::{FixedClock, ScriptedSalts, millis};
+use support::{FixedClock, ScriptedRandom, millis};
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct VectorFile {
@@ -244,7 +244,7 @@ fn compute(mut vector: Vector) -> Vector {
     let sealer = Sealer::new()
         .with_suite(suite)
         .with_clock(Arc::new(FixedClock(millis(vector.sealed_at_ms))))
-        .with_salt_source(Arc::new(ScriptedSalts::one(array32(&vector.envelope_id))));
+        .with_random_source(Arc::new(ScriptedRandom::one(array32(&vector.envelope_id))));
     let context = vector.context.to_context();
     let plaintext = bytes(&vector.plaintext);
     let envelope = match vector.not_before_ms {

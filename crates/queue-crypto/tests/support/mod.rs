@@ -5,9 +5,12 @@
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use queue_crypto::public::{
+    ConsumerKeyset, Kem, ProducerKeyset, RecipientKeyPair, SenderSigningKey,
+};
 use queue_crypto::{
     Clock, Context, CryptoError, ENVELOPE_ID_LEN, Key, KeyId, KeyMaterial, KeyState, Keyset,
-    SaltSource,
+    RandomSource,
 };
 
 pub const SUITES: [queue_crypto::Suite; 2] = [
@@ -57,19 +60,67 @@ impl Clock for FixedClock {
     }
 }
 
-/// Hands out the given salts in order (for known-answer vectors only: salts must never repeat).
-pub struct ScriptedSalts(pub Mutex<Vec<[u8; ENVELOPE_ID_LEN]>>);
+/// Hands out the given bytes in order, as one stream (for known-answer vectors only: random
+/// bytes must never repeat). Runs dry with `CryptoError::Random`.
+pub struct ScriptedRandom(pub Mutex<Vec<u8>>);
 
-impl ScriptedSalts {
+impl ScriptedRandom {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        ScriptedRandom(Mutex::new(bytes.into()))
+    }
+
     pub fn one(salt: [u8; ENVELOPE_ID_LEN]) -> Self {
-        ScriptedSalts(Mutex::new(vec![salt]))
+        Self::new(salt)
     }
 }
 
-impl SaltSource for ScriptedSalts {
-    fn fill(&self, salt: &mut [u8; ENVELOPE_ID_LEN]) -> Result<(), CryptoError> {
-        let mut salts = self.0.lock().unwrap();
-        *salt = salts.pop().ok_or(CryptoError::Random)?;
+impl RandomSource for ScriptedRandom {
+    fn fill(&self, out: &mut [u8]) -> Result<(), CryptoError> {
+        let mut bytes = self.0.lock().unwrap();
+        if bytes.len() < out.len() {
+            return Err(CryptoError::Random);
+        }
+        out.copy_from_slice(&bytes[..out.len()]);
+        bytes.drain(..out.len());
         Ok(())
     }
 }
+
+/// A producer and a consumer of one queue: recipient `r-primary` (with an active `r-active`
+/// and a retired `r-retired` on the consumer side), sender `s-primary` trusted, `s-other`
+/// trusted too, `s-retired` retired.
+pub struct PublicParties {
+    pub producer: ProducerKeyset,
+    pub other_producer: ProducerKeyset,
+    pub consumer: ConsumerKeyset,
+}
+
+pub fn recipient_pair(id: &str, kem: Kem, byte: u8, state: KeyState) -> RecipientKeyPair {
+    RecipientKeyPair::from_private_key(KeyId::new(id).unwrap(), kem, &[byte; 32], state).unwrap()
+}
+
+pub fn signer(id: &str, byte: u8, state: KeyState) -> SenderSigningKey {
+    SenderSigningKey::from_seed(KeyId::new(id).unwrap(), &[byte; 32], state).unwrap()
+}
+
+pub fn public_parties(kem: Kem) -> PublicParties {
+    let primary = recipient_pair("r-primary", kem, 1, KeyState::Primary);
+    let active = recipient_pair("r-active", kem, 2, KeyState::Active);
+    let retired = recipient_pair("r-retired", kem, 3, KeyState::Retired);
+    let me = signer("s-primary", 11, KeyState::Primary);
+    let other = signer("s-other", 12, KeyState::Primary);
+    let old = signer("s-retired", 13, KeyState::Retired);
+    let consumer = ConsumerKeyset::new(
+        [primary, active, retired],
+        [me.public_key(), other.public_key(), old.public_key()],
+    )
+    .unwrap();
+    let recipient = consumer.primary_key_pair().unwrap().public_key();
+    PublicParties {
+        producer: ProducerKeyset::new([recipient.clone()], [me]).unwrap(),
+        other_producer: ProducerKeyset::new([recipient], [other]).unwrap(),
+        consumer,
+    }
+}
+
+pub const KEMS: [Kem; 2] = [Kem::X25519HkdfSha256, Kem::XWing];
