@@ -123,4 +123,60 @@ pub fn public_parties(kem: Kem) -> PublicParties {
     }
 }
 
+/// [`public_parties`], built once per KEM for the whole test binary (X-Wing keys take a while
+/// to expand in a debug build).
+pub fn shared_parties(kem: Kem) -> &'static PublicParties {
+    static X25519: std::sync::OnceLock<PublicParties> = std::sync::OnceLock::new();
+    static XWING: std::sync::OnceLock<PublicParties> = std::sync::OnceLock::new();
+    match kem {
+        Kem::XWing => XWING.get_or_init(|| public_parties(kem)),
+        _ => X25519.get_or_init(|| public_parties(kem)),
+    }
+}
+
 pub const KEMS: [Kem; 2] = [Kem::X25519HkdfSha256, Kem::XWing];
+
+/// The context encoding as docs/envelope.md specifies it, written independently of the crate.
+pub fn encode_context(context: &Context) -> Vec<u8> {
+    fn put(out: &mut Vec<u8>, text: &str) {
+        out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+        out.extend_from_slice(text.as_bytes());
+    }
+    let mut out = Vec::new();
+    put(&mut out, context.channel());
+    for field in [
+        context.session_id(),
+        context.correlation_id(),
+        context.content_type(),
+        context.message_id(),
+    ] {
+        match field {
+            None => out.push(0),
+            Some(text) => {
+                out.push(1);
+                put(&mut out, text);
+            }
+        }
+    }
+    out.extend_from_slice(&(context.properties().len() as u32).to_be_bytes());
+    for (key, value) in context.properties() {
+        put(&mut out, key);
+        put(&mut out, value);
+    }
+    out
+}
+
+/// A version 2 envelope's signature, made as docs/envelope.md specifies it with raw `ring`:
+/// Ed25519 over `label || header || context || SHA-256(HPKE ciphertext)`.
+pub fn sign_v2(seed: &[u8; 32], header: &[u8], context: &Context, body: &[u8]) -> Vec<u8> {
+    let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, body);
+    let message = [
+        queue_crypto::public::SIGNATURE_LABEL,
+        header,
+        &encode_context(context),
+        digest.as_ref(),
+    ]
+    .concat();
+    pair.sign(&message).as_ref().to_vec()
+}
