@@ -60,6 +60,16 @@ impl Clock for FixedClock {
     }
 }
 
+/// A crypto error's variant name, as the vectors file writes it.
+pub fn error_name(error: &CryptoError) -> String {
+    let printed = format!("{error:?}");
+    printed
+        .split(['(', ' ', '{'])
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Hands out the given bytes in order, as one stream (for known-answer vectors only: random
 /// bytes must never repeat). Runs dry with `CryptoError::Random`.
 pub struct ScriptedRandom(pub Mutex<Vec<u8>>);
@@ -158,8 +168,11 @@ pub fn encode_context(context: &Context) -> Vec<u8> {
             }
         }
     }
-    out.extend_from_slice(&(context.properties().len() as u32).to_be_bytes());
-    for (key, value) in context.properties() {
+    // Keys ascending by their UTF-8 bytes (said explicitly, not left to the map's order).
+    let mut properties: Vec<(&String, &String)> = context.properties().iter().collect();
+    properties.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    out.extend_from_slice(&(properties.len() as u32).to_be_bytes());
+    for (key, value) in properties {
         put(&mut out, key);
         put(&mut out, value);
     }
