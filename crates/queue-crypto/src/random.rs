@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 
+use hpke::rand_core::utils::next_word_via_fill;
 use hpke::rand_core::{TryCryptoRng, TryRng};
 use ring::rand::{SecureRandom, SystemRandom};
 
@@ -73,15 +74,11 @@ impl TryRng for Drawn<'_> {
     type Error = Infallible;
 
     fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        let mut bytes = [0; 4];
-        self.try_fill_bytes(&mut bytes)?;
-        Ok(u32::from_le_bytes(bytes))
+        next_word_via_fill(self)
     }
 
     fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        let mut bytes = [0; 8];
-        self.try_fill_bytes(&mut bytes)?;
-        Ok(u64::from_le_bytes(bytes))
+        next_word_via_fill(self)
     }
 
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
