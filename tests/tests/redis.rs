@@ -10,6 +10,7 @@
     clippy::print_stdout
 )]
 
+#[path = "../../crates/queue-runtime/tests/support/mod.rs"]
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
