@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use queue_core::raw::check_max_messages;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, ErrorKind, Message, PeekOptions,
-    PeekedMessage, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage,
-    Result, SendOutcome, SessionReceiver, SessionSelector,
+    PeekedMessage, QueueCounts, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions,
+    ReceivedMessage, Result, SendOutcome, SessionReceiver, SessionSelector,
 };
 use tokio::time::Instant;
 
@@ -62,6 +62,7 @@ impl MemoryProvider {
         capabilities.peek = true;
         capabilities.lock_renewal = true;
         capabilities.sequence_numbers = true;
+        capabilities.counts = true;
         capabilities.max_message_bytes = config.accepted_message_bytes();
         capabilities.max_batch_messages = MAX_BATCH_MESSAGES;
         capabilities.max_receive_messages = MAX_RECEIVE_MESSAGES;
@@ -292,6 +293,18 @@ impl QueueProvider for MemoryProvider {
                 self.broker.clock().system(until),
             )) as Box<dyn SessionReceiver>
         }))
+    }
+
+    async fn counts(&self, queue: &QueueName) -> Result<QueueCounts> {
+        let stats = self.queue_stats(queue)?;
+        let count = |n: usize| Some(u64::try_from(n).unwrap_or(u64::MAX));
+        let mut counts = QueueCounts::default();
+        counts.active = count(stats.active);
+        counts.in_flight = count(stats.in_flight);
+        counts.scheduled = count(stats.scheduled);
+        counts.dead_letter = count(stats.dead_letter);
+        counts.oldest_enqueued_at = stats.oldest_enqueued_at;
+        Ok(counts)
     }
 
     async fn cancel_scheduled(&self, queue: &QueueName, sequence_number: u64) -> Result<()> {

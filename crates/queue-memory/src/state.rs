@@ -241,6 +241,8 @@ pub struct QueueStats {
     pub in_flight: usize,
     /// Messages in the dead-letter queue (locked ones included).
     pub dead_letter: usize,
+    /// When the oldest message of the queue (not its dead-letter queue) was enqueued.
+    pub oldest_enqueued_at: Option<SystemTime>,
 }
 
 /// Everything about one queue.
@@ -1066,11 +1068,25 @@ impl QueueState {
             .values()
             .map(|session| session.in_flight.len())
             .sum();
+        let main = self
+            .main
+            .ready
+            .iter()
+            .chain(self.main.returned.values())
+            .chain(self.main.in_flight.values().map(|locked| &locked.stored));
+        let sessions = self.sessions.values().flat_map(|session| {
+            session
+                .ready
+                .iter()
+                .chain(session.returned.values())
+                .chain(session.in_flight.values())
+        });
         QueueStats {
             active: self.main.len() + in_sessions,
             scheduled: self.pending.len(),
             in_flight: self.main.in_flight.len() + in_flight_sessions,
             dead_letter: self.dead.len() + self.dead.in_flight.len(),
+            oldest_enqueued_at: main.chain(sessions).map(|stored| stored.enqueued_at).min(),
         }
     }
 }

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, Message, PeekOptions, PeekedMessage,
-    QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage, Result,
-    SendOutcome, SessionId, SessionReceiver, SessionSelector,
+    QueueCounts, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage,
+    Result, SendOutcome, SessionId, SessionReceiver, SessionSelector,
 };
 use tracing::{Instrument, Span, debug, warn};
 
@@ -440,6 +440,13 @@ impl QueueClient {
     ) -> Result<Option<ClientSession>> {
         self.accept_session(queue, SessionSelector::Named(session.clone()), wait)
             .await
+    }
+
+    /// How many messages `queue` holds, where the provider can tell
+    /// ([`Capabilities::counts`]; `Unsupported` otherwise).
+    pub async fn counts(&self, queue: &QueueName) -> Result<QueueCounts> {
+        self.provider.validate_queue_name(queue)?;
+        self.provider.counts(queue).await
     }
 
     /// Cancels a scheduled message by the sequence number its send returned.
