@@ -12,7 +12,7 @@ use fe2o3_amqp_types::messaging::{
     MessageId as AmqpMessageId,
 };
 use fe2o3_amqp_types::primitives::{OrderedMap, SimpleValue, Value};
-use queue_core::time::{from_unix_millis, to_unix_millis};
+use queue_core::raw::time::{from_unix_millis, to_unix_millis};
 use queue_core::{DeadLetterReason, DeliveryInfo, Message, MessageId, Properties, QueueError};
 use time::OffsetDateTime;
 

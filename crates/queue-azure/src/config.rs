@@ -5,13 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use azure_core::credentials::TokenCredential;
-use queue_core::endpoint::is_loopback_host;
+use queue_core::config::{ConfigError, Problems};
+use queue_core::raw::endpoint::is_loopback_host;
 use queue_core::{ErrorKind, QueueError, QueueName};
 use secrecy::{ExposeSecret, SecretString};
-
-/// The environment variable holding the connection string of the namespace (or emulator) the
-/// live tests run against. Unset: the live tests say they were skipped, and pass nothing.
-pub const TEST_CONNECTION_STRING_VARIABLE: &str = "QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING";
+use serde::Deserialize;
 
 /// The largest message of the Service Bus standard tier, the default limit.
 pub const STANDARD_TIER_MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -376,6 +374,195 @@ fn check_namespace(namespace: &str) -> Result<(), QueueError> {
 
 fn config_error(message: impl Into<std::borrow::Cow<'static, str>>) -> QueueError {
     QueueError::new(ErrorKind::Config, message)
+}
+
+/// The default variable holding the Service Bus connection string.
+pub const CONNECTION_STRING_VARIABLE: &str = "QUEUE_RUNTIME_AZURE_CONNECTION_STRING";
+
+impl AzureConfig {
+    /// Reads the `[azure]` section of a configuration (any serde format), reporting every
+    /// problem with its path in the section. Secrets are never in it: it names the environment
+    /// variables that hold them, which `env` looks up (the process environment, or whatever
+    /// the caller injects).
+    ///
+    /// ```
+    /// use queue_azure::AzureConfig;
+    ///
+    /// let section: toml::Value = toml::from_str(r#"
+    ///     credential = "managed-identity"
+    ///     namespace = "example.servicebus.windows.net"
+    ///     [[queues]]
+    ///     name = "pr-events"
+    ///     sessions = true
+    /// "#)?;
+    /// let config = AzureConfig::from_section(section, &|_| None)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_section<'de, D: serde::Deserializer<'de>>(
+        section: D,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw = AzureSection::deserialize(section)
+            .map_err(|error| ConfigError::single("", error.to_string()))?;
+        let mut problems = Problems::new();
+        let config = read_section(raw, &mut problems, env);
+        problems.finish(config)
+    }
+}
+
+fn read_section(
+    raw: AzureSection,
+    problems: &mut Problems,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<AzureConfig> {
+    let mut required = |field: &str, value: Option<String>| {
+        value.filter(|v| !v.trim().is_empty()).or_else(|| {
+            problems.push(field, "required by this credential");
+            None
+        })
+    };
+    let secret_from_env = |field: &str, variable: &str, problems: &mut Problems| match env(variable)
+    {
+        Some(value) if !value.trim().is_empty() => Some(SecretString::from(value)),
+        _ => {
+            problems.push(
+                field,
+                format!("the environment variable {variable} is not set"),
+            );
+            None
+        }
+    };
+    let credentials = match raw.credential.as_deref().unwrap_or("connection-string") {
+        "connection-string" => {
+            let variable = raw
+                .connection_string_env
+                .clone()
+                .unwrap_or_else(|| CONNECTION_STRING_VARIABLE.to_owned());
+            secret_from_env("connection_string_env", &variable, problems)
+                .map(AzureCredentials::ConnectionString)
+        }
+        "default" => required("namespace", raw.namespace.clone())
+            .map(|namespace| AzureCredentials::Default { namespace }),
+        "managed-identity" => required("namespace", raw.namespace.clone()).map(|namespace| {
+            AzureCredentials::ManagedIdentity {
+                namespace,
+                client_id: raw.client_id.clone(),
+            }
+        }),
+        "workload-identity" => required("namespace", raw.namespace.clone())
+            .map(|namespace| AzureCredentials::WorkloadIdentity { namespace }),
+        "client-secret" => {
+            let namespace = required("namespace", raw.namespace.clone());
+            let tenant_id = required("tenant_id", raw.tenant_id.clone());
+            let client_id = required("client_id", raw.client_id.clone());
+            let variable = raw
+                .client_secret_env
+                .clone()
+                .unwrap_or_else(|| "AZURE_CLIENT_SECRET".to_owned());
+            let secret = secret_from_env("client_secret_env", &variable, problems);
+            match (namespace, tenant_id, client_id, secret) {
+                (Some(namespace), Some(tenant_id), Some(client_id), Some(secret)) => {
+                    Some(AzureCredentials::ClientSecret {
+                        namespace,
+                        tenant_id,
+                        client_id,
+                        secret,
+                    })
+                }
+                _ => None,
+            }
+        }
+        other => {
+            problems.push(
+                "credential",
+                format!(
+                    "{other:?}: expected \"connection-string\", \"default\", \"managed-identity\", \
+                     \"workload-identity\" or \"client-secret\""
+                ),
+            );
+            None
+        }
+    };
+    let transport = match raw.transport.as_deref() {
+        None | Some("amqp") => Some(AzureTransport::Amqp),
+        Some("amqp-websockets") => Some(AzureTransport::AmqpWebSockets),
+        Some(other) => {
+            problems.push(
+                "transport",
+                format!("{other:?}: expected \"amqp\" or \"amqp-websockets\""),
+            );
+            None
+        }
+    };
+    let mut queues = Vec::new();
+    for (index, queue) in raw.queues.iter().enumerate() {
+        match queue_core::QueueName::new(&queue.name) {
+            Ok(name) => queues.push((name, queue.sessions)),
+            Err(error) => {
+                problems.push(format!("queues[{index}]"), error.message());
+            }
+        }
+    }
+    // Every field was read (so every problem is reported); build only from a clean read.
+    let (Some(credentials), Some(transport), true) = (credentials, transport, problems.is_empty())
+    else {
+        return None;
+    };
+    let mut config = AzureConfig::new(credentials).with_transport(transport);
+    if let Some(check) = raw.check_on_connect {
+        config = config.with_check_on_connect(check);
+    }
+    if let Some(prefetch) = raw.prefetch_count {
+        config = config.with_prefetch_count(prefetch);
+    }
+    if let Some(bytes) = raw.max_message_bytes {
+        config = config.with_max_message_bytes(bytes);
+    }
+    if let Some(links) = raw.receive_links_per_queue {
+        config = config.with_receive_links_per_queue(links);
+    }
+    if let Some(timeout) = raw.operation_timeout {
+        config = config.with_operation_timeout(timeout);
+    }
+    for (name, sessions) in queues {
+        config = config.with_queue(name, sessions);
+    }
+    match config.validate() {
+        Ok(()) => Some(config),
+        Err(error) => {
+            problems.push("", error.message());
+            None
+        }
+    }
+}
+
+/// `[azure]`: names the environment variables holding secrets, never the secrets.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AzureSection {
+    credential: Option<String>,
+    connection_string_env: Option<String>,
+    namespace: Option<String>,
+    client_id: Option<String>,
+    tenant_id: Option<String>,
+    client_secret_env: Option<String>,
+    check_on_connect: Option<bool>,
+    prefetch_count: Option<u32>,
+    max_message_bytes: Option<usize>,
+    receive_links_per_queue: Option<usize>,
+    transport: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    operation_timeout: Option<Duration>,
+    #[serde(default)]
+    queues: Vec<QueueSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueSection {
+    name: String,
+    #[serde(default)]
+    sessions: bool,
 }
 
 #[cfg(test)]

@@ -5,12 +5,13 @@ mod config;
 mod error;
 mod links;
 mod provider;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use codec::MESSAGE_ID_PROPERTY;
 pub use config::{
-    AzureConfig, AzureCredentials, AzureTransport, QueueCheck, STANDARD_TIER_MAX_MESSAGE_BYTES,
-    TEST_CONNECTION_STRING_VARIABLE,
+    AzureConfig, AzureCredentials, AzureTransport, CONNECTION_STRING_VARIABLE, QueueCheck,
+    STANDARD_TIER_MAX_MESSAGE_BYTES,
 };
 pub use provider::{AzureProvider, NAME, UNREADABLE_BODY_REASON};
 

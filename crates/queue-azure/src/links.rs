@@ -48,7 +48,7 @@ pub(crate) enum Settle {
 
 impl Settle {
     /// An abandon; Service Bus has no delayed one (the message is available again at once).
-    pub(crate) fn abandon(delay: Option<Duration>) -> Result<Settle, QueueError> {
+    pub(crate) fn abandon_at_once(delay: Option<Duration>) -> Result<Settle, QueueError> {
         if delay.is_some_and(|delay| !delay.is_zero()) {
             return Err(QueueError::unsupported(NAME, "abandon with a delay"));
         }

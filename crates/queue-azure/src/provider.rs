@@ -21,11 +21,11 @@ use azure_identity::{
     ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
 };
 use bytes::Bytes;
+use queue_core::raw::{check_max_messages, check_message_size};
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, ErrorKind, MAX_PROPERTIES, PeekOptions,
     PeekedMessage, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage,
-    Result, SendOutcome, SessionId, SessionReceiver, SessionSelector, SubQueue, check_max_messages,
-    check_message_size,
+    Result, SendOutcome, SessionId, SessionReceiver, SessionSelector, SubQueue,
 };
 use secrecy::ExposeSecret;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
@@ -908,6 +908,10 @@ impl QueueProvider for AzureProvider {
         NAME
     }
 
+    fn messaging_system(&self) -> &'static str {
+        "servicebus"
+    }
+
     fn capabilities(&self) -> &Capabilities {
         &self.inner.capabilities
     }
@@ -1057,7 +1061,7 @@ impl QueueProvider for AzureProvider {
     }
 
     async fn abandon(&self, receipt: &Receipt, delay: Option<Duration>) -> Result<()> {
-        self.settle(receipt, Settle::abandon(delay)?).await
+        self.settle(receipt, Settle::abandon_at_once(delay)?).await
     }
 
     async fn dead_letter(&self, receipt: &Receipt, reason: DeadLetterReason) -> Result<()> {

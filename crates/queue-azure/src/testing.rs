@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use queue_core::{ErrorKind, PeekOptions, QueueName, QueueProvider, QueueProviderExt, Result};
 
-use crate::config::{AzureConfig, AzureCredentials, TEST_CONNECTION_STRING_VARIABLE};
+use crate::config::{AzureConfig, AzureCredentials};
+
+/// The environment variable holding the connection string of the namespace (or emulator) the
+/// live tests run against. Unset: the live tests say they were skipped, and pass nothing.
+pub const TEST_CONNECTION_STRING_VARIABLE: &str = "QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING";
 
 /// A queue the live tests need, with the settings it must be created with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

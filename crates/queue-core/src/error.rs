@@ -74,7 +74,8 @@ impl ErrorKind {
         }
     }
 
-    /// Whether repeating the same call later may succeed.
+    /// Whether repeating the same call later may succeed. The one table of what is transient:
+    /// [`QueueError::is_transient`], the retry layer and the processor's backoff read it.
     pub const fn is_transient(self) -> bool {
         matches!(
             self,
@@ -84,6 +85,41 @@ impl ErrorKind {
                 | ErrorKind::ServiceUnavailable
                 | ErrorKind::QueueFull
                 | ErrorKind::CircuitOpen
+        )
+    }
+
+    /// Whether the broker certainly refused the call (it did nothing): even an operation that
+    /// must not happen twice (a send) may be repeated after it. QueueFull is transient in this
+    /// sense (consumers make room), not final.
+    pub const fn is_refusal(self) -> bool {
+        matches!(self, ErrorKind::Throttled | ErrorKind::QueueFull)
+    }
+
+    /// Whether the error says the provider itself is unhealthy (what a circuit breaker counts).
+    /// Other errors (a lost lock, a missing queue, a bad argument, a full queue) are answers
+    /// from a provider that is up.
+    pub const fn is_provider_failure(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Timeout
+                | ErrorKind::Connection
+                | ErrorKind::ServiceUnavailable
+                | ErrorKind::Throttled
+        )
+    }
+
+    /// Whether no wait can fix it: the queue or the access is missing, the configuration or
+    /// an argument is wrong, the client was closed, the provider cannot do it. A consumer loop
+    /// stops on these instead of backing off.
+    pub const fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::NotFound
+                | ErrorKind::Unauthorized
+                | ErrorKind::Config
+                | ErrorKind::Closed
+                | ErrorKind::InvalidInput
+                | ErrorKind::Unsupported
         )
     }
 }

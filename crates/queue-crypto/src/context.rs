@@ -84,6 +84,31 @@ impl Context {
         self
     }
 
+    /// Binds every property of a list that a transport delivered, refusing duplicate keys
+    /// ([`InvalidContext`](crate::CryptoError::InvalidContext)) instead of letting one value
+    /// replace another: a sender's context holds each key once, so a message whose transport
+    /// shows a key twice was not sealed with what it shows (docs/envelope.md, "The bound
+    /// context").
+    pub fn try_with_properties<K, V>(
+        mut self,
+        properties: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        for (key, value) in properties {
+            let key = key.into();
+            if self.properties.contains_key(&key) {
+                return Err(CryptoError::InvalidContext(format!(
+                    "the property {key:?} appears twice"
+                )));
+            }
+            self.properties.insert(key, value.into());
+        }
+        Ok(self)
+    }
+
     /// The channel.
     pub fn channel(&self) -> &str {
         &self.channel
@@ -130,16 +155,11 @@ impl Context {
                 .sum::<usize>()
     }
 
-    /// Appends the canonical encoding (docs/envelope.md, "The bound context"):
-    ///
-    /// ```text
-    /// str(x)      = u32be(len(x)) || x
-    /// opt(absent) = 0x00          opt(x) = 0x01 || str(x)
-    /// context     = str(channel) || opt(session_id) || opt(correlation_id)
-    ///               || opt(content_type) || opt(message_id)
-    ///               || u32be(count) || (str(key) || str(value)) for each property, keys ascending
-    /// ```
-    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<()> {
+    /// Checks that the context can be bound: the channel is not empty
+    /// ([`InvalidContext`](CryptoError::InvalidContext)) and the encoding is at most
+    /// [`MAX_CONTEXT_LEN`] bytes ([`TooLarge`](CryptoError::TooLarge)). Returns the encoded
+    /// length. Sealing and opening run this first, before they look at anything else.
+    pub(crate) fn check(&self) -> Result<usize> {
         if self.channel.is_empty() {
             return Err(CryptoError::InvalidContext(
                 "the channel name must not be empty".into(),
@@ -153,6 +173,20 @@ impl Context {
                 max: MAX_CONTEXT_LEN,
             });
         }
+        Ok(len)
+    }
+
+    /// Appends the canonical encoding (docs/envelope.md, "The bound context"):
+    ///
+    /// ```text
+    /// str(x)      = u32be(len(x)) || x
+    /// opt(absent) = 0x00          opt(x) = 0x01 || str(x)
+    /// context     = str(channel) || opt(session_id) || opt(correlation_id)
+    ///               || opt(content_type) || opt(message_id)
+    ///               || u32be(count) || (str(key) || str(value)) for each property, keys ascending
+    /// ```
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<()> {
+        let len = self.check()?;
         out.reserve(len);
         put_str(out, &self.channel);
         for field in [
@@ -233,6 +267,33 @@ mod tests {
         let one = Context::new("q").with_property("ab", "c");
         let other = Context::new("q").with_property("a", "bc");
         assert_ne!(encode(&one), encode(&other));
+    }
+
+    #[test]
+    fn keys_are_ordered_by_utf8_bytes_and_measured_in_bytes() {
+        // U+FF61 sorts before U+1F600 in UTF-8 (EF.. < F0..) but after it in UTF-16
+        // (FF61 > D83D): the encoding follows UTF-8.
+        let context = Context::new("q")
+            .with_property("\u{1F600}", "")
+            .with_property("\u{FF61}", "é");
+        let encoded = encode(&context);
+        let first = [0, 0, 0, 3, 0xEF, 0xBD, 0xA1, 0, 0, 0, 2, 0xC3, 0xA9];
+        let second = [0, 0, 0, 4, 0xF0, 0x9F, 0x98, 0x80, 0, 0, 0, 0];
+        assert_eq!(
+            &encoded[encoded.len() - 25..],
+            [&first[..], &second].concat()
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_from_a_transport_are_refused() {
+        let pairs = [("a", "1"), ("b", "2"), ("a", "3")];
+        let error = Context::new("q").try_with_properties(pairs).unwrap_err();
+        assert!(matches!(error, CryptoError::InvalidContext(_)), "{error}");
+        let unique = Context::new("q")
+            .try_with_properties([("", "empty key"), ("b", "2")])
+            .unwrap();
+        assert_eq!(unique.properties().len(), 2);
     }
 
     #[test]

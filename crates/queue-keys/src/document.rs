@@ -278,7 +278,7 @@ impl KeysetDocument {
     fn existing(&self, id: &str) -> Result<&Key> {
         self.keyset
             .get(id)
-            .ok_or_else(|| KeyError::UnknownKeyId(id.to_owned()))
+            .ok_or_else(|| KeyError::unknown_key_id(id.to_owned()))
     }
 
     /// Copies every key (material into fresh zeroizing storage), with the state `change` gives.

@@ -27,16 +27,19 @@ pub enum KeyError {
         /// What is wrong, without quoting key material.
         reason: String,
     },
-    /// No key has this id, even after asking the source again (or the id is in the negative
-    /// cache because it was unknown moments ago).
-    #[error("no key has the id {0:?}")]
-    UnknownKeyId(String),
-    /// Sealing or opening failed.
+    /// Sealing or opening failed; `CryptoError::UnknownKeyId` when no key has the id, even
+    /// after asking the source again (or the id is in the negative cache because it was unknown
+    /// moments ago).
     #[error(transparent)]
     Crypto(#[from] CryptoError),
 }
 
 impl KeyError {
+    /// No key has `key_id`: one error for it, wherever it is found (here or in queue-crypto).
+    pub fn unknown_key_id(key_id: impl Into<String>) -> Self {
+        KeyError::Crypto(CryptoError::UnknownKeyId(key_id.into()))
+    }
+
     /// Whether asking again later may succeed (the source was unreachable).
     pub fn is_transient(&self) -> bool {
         matches!(self, KeyError::Unavailable { .. })

@@ -161,14 +161,14 @@ impl KeyRing {
     /// [`min_forced_refresh_interval`](KeyRingOptions::min_forced_refresh_interval).
     ///
     /// # Errors
-    /// [`KeyError::UnknownKeyId`], or the source's error.
+    /// a `CryptoError::UnknownKeyId` inside [`KeyError::Crypto`], or the source's error.
     pub async fn keyset_with(&self, key_id: &str) -> Result<Arc<Keyset>> {
         let keyset = self.keyset().await?;
         if keyset.get(key_id).is_some() {
             return Ok(keyset);
         }
         if self.unknown_ids.contains_key(key_id) {
-            return Err(KeyError::UnknownKeyId(key_id.to_owned()));
+            return Err(KeyError::unknown_key_id(key_id.to_owned()));
         }
         let may_refresh = {
             let mut last = self.last_forced_refresh.lock();
@@ -188,14 +188,14 @@ impl KeyRing {
             return Ok(keyset);
         }
         self.unknown_ids.insert(key_id.to_owned(), ());
-        Err(KeyError::UnknownKeyId(key_id.to_owned()))
+        Err(KeyError::unknown_key_id(key_id.to_owned()))
     }
 
     /// Opens an envelope with the key its (authenticated) key id names.
     ///
     /// # Errors
     /// [`KeyError::Crypto`] for every envelope that does not open (format, version, suite,
-    /// retired or expired key, authentication), [`KeyError::UnknownKeyId`], or the source's
+    /// retired or expired key, authentication, `CryptoError::UnknownKeyId`), or the source's
     /// error (transient: the message should be retried, not refused).
     pub async fn open(&self, envelope: &[u8], context: &Context) -> Result<Opened> {
         let keyset = self.keyset().await?;

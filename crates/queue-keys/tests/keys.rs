@@ -93,7 +93,7 @@ fn rotation_steps_keep_the_keyset_valid() {
     ));
     assert!(matches!(
         document.promote("nope"),
-        Err(KeyError::UnknownKeyId(_))
+        Err(KeyError::Crypto(CryptoError::UnknownKeyId(_)))
     ));
     assert!(document.add_generated(id("new")).is_err());
     // Only retired keys are removed, and never the last key.
@@ -316,7 +316,7 @@ async fn a_flood_of_forged_key_ids_does_not_reach_the_source() {
         .unwrap();
         let envelope = Sealer::new().seal(&forged, b"x", &context).unwrap();
         let error = ring.open(&envelope, &context).await.unwrap_err();
-        assert_eq!(error, KeyError::UnknownKeyId(format!("forged-{n}")));
+        assert_eq!(error, KeyError::unknown_key_id(format!("forged-{n}")));
     }
     // One forced refresh for the first unknown id; the rest answered without the source.
     assert_eq!(ring.fetch_count(), 2, "the source was asked per forged id");

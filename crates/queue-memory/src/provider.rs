@@ -5,10 +5,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use queue_core::raw::check_max_messages;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, ErrorKind, Message, PeekOptions,
-    PeekedMessage, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage,
-    Result, SendOutcome, SessionId, SessionReceiver, SessionSelector, check_max_messages,
+    PeekedMessage, QueueCounts, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions,
+    ReceivedMessage, Result, SendOutcome, SessionId, SessionReceiver, SessionSelector,
 };
 use tokio::time::Instant;
 
@@ -61,6 +62,7 @@ impl MemoryProvider {
         capabilities.peek = true;
         capabilities.lock_renewal = true;
         capabilities.sequence_numbers = true;
+        capabilities.counts = true;
         capabilities.max_message_bytes = config.accepted_message_bytes();
         capabilities.max_batch_messages = MAX_BATCH_MESSAGES;
         capabilities.max_receive_messages = MAX_RECEIVE_MESSAGES;
@@ -68,6 +70,18 @@ impl MemoryProvider {
         MemoryProvider {
             broker: Arc::new(Broker::new(config, capabilities)),
         }
+    }
+
+    /// A broker from a checked configuration, with its declared queues created: the entry point
+    /// configuration-driven code uses (queue-runtime's `QueueClient::connect`).
+    pub fn connect(config: MemoryConfig) -> Result<Self> {
+        config.check()?;
+        let queues = config.queues().to_vec();
+        let broker = MemoryProvider::new(config);
+        for (name, options) in queues {
+            broker.create_queue(&name, options)?;
+        }
+        Ok(broker)
     }
 
     /// Creates a queue. Fails when it exists, or when the options are invalid.
@@ -154,6 +168,10 @@ pub const MAX_RECEIVE_MESSAGES: usize = 1000;
 impl QueueProvider for MemoryProvider {
     fn name(&self) -> &'static str {
         PROVIDER_NAME
+    }
+
+    fn messaging_system(&self) -> &'static str {
+        "queue_runtime_memory"
     }
 
     fn capabilities(&self) -> &Capabilities {
@@ -252,7 +270,7 @@ impl QueueProvider for MemoryProvider {
                 state.session_abandon(session, lock, data.token, delay, now)
             }),
             _ => self.broker.with_state(&queue, |state, now| {
-                state.abandon(data.kind, data.token, delay, now)
+                state.abandon_locked(data.kind, data.token, delay, now)
             }),
         }
     }
@@ -308,6 +326,18 @@ impl QueueProvider for MemoryProvider {
                 self.broker.clock().system(until),
             )) as Box<dyn SessionReceiver>
         }))
+    }
+
+    async fn counts(&self, queue: &QueueName) -> Result<QueueCounts> {
+        let stats = self.queue_stats(queue)?;
+        let count = |n: usize| Some(u64::try_from(n).unwrap_or(u64::MAX));
+        let mut counts = QueueCounts::default();
+        counts.active = count(stats.active);
+        counts.in_flight = count(stats.in_flight);
+        counts.scheduled = count(stats.scheduled);
+        counts.dead_letter = count(stats.dead_letter);
+        counts.oldest_enqueued_at = stats.oldest_enqueued_at;
+        Ok(counts)
     }
 
     async fn cancel_scheduled(&self, queue: &QueueName, sequence_number: u64) -> Result<()> {

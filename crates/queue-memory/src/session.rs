@@ -70,7 +70,7 @@ impl SessionReceiver for MemorySession {
 
     async fn receive(&self, max_messages: usize, wait: Duration) -> Result<Vec<ReceivedMessage>> {
         self.check_open()?;
-        let max = queue_core::check_max_messages(max_messages, &crate_capabilities())?;
+        let max = queue_core::raw::check_max_messages(max_messages, &crate_capabilities())?;
         let deliveries = self
             .broker
             .wait_for(&self.queue, wait, |state, now| {

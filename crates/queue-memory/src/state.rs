@@ -241,6 +241,8 @@ pub struct QueueStats {
     pub in_flight: usize,
     /// Messages in the dead-letter queue (locked ones included).
     pub dead_letter: usize,
+    /// When the oldest message of the queue (not its dead-letter queue) was enqueued.
+    pub oldest_enqueued_at: Option<SystemTime>,
 }
 
 /// Where a browsed message stands.
@@ -702,7 +704,7 @@ impl QueueState {
         Ok(())
     }
 
-    pub(crate) fn abandon(
+    pub(crate) fn abandon_locked(
         &mut self,
         kind: LaneKind,
         token: u64,
@@ -1158,11 +1160,25 @@ impl QueueState {
             .values()
             .map(|session| session.in_flight.len())
             .sum();
+        let main = self
+            .main
+            .ready
+            .iter()
+            .chain(self.main.returned.values())
+            .chain(self.main.in_flight.values().map(|locked| &locked.stored));
+        let sessions = self.sessions.values().flat_map(|session| {
+            session
+                .ready
+                .iter()
+                .chain(session.returned.values())
+                .chain(session.in_flight.values())
+        });
         QueueStats {
             active: self.main.len() + in_sessions,
             scheduled: self.pending.len(),
             in_flight: self.main.in_flight.len() + in_flight_sessions,
             dead_letter: self.dead.len() + self.dead.in_flight.len(),
+            oldest_enqueued_at: main.chain(sessions).map(|stored| stored.enqueued_at).min(),
         }
     }
 }
@@ -1267,7 +1283,9 @@ mod tests {
         state.send(message("poison"), now).unwrap();
         for _ in 0..2 {
             let token = state.receive(LaneKind::Main, 1, now)[0].token;
-            state.abandon(LaneKind::Main, token, None, now).unwrap();
+            state
+                .abandon_locked(LaneKind::Main, token, None, now)
+                .unwrap();
         }
         assert!(state.receive(LaneKind::Main, 1, now).is_empty());
         let dead = state.receive(LaneKind::DeadLetter, 1, now);

@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .with_max_level(tracing::Level::INFO)
         .init();
 
-    let client = QueueClient::from_config(&ClientConfig::from_toml_str(CONFIG)?)?;
+    let client = QueueClient::connect(&ClientConfig::from_toml_str(CONFIG)?).await?;
     let queue = QueueName::new("pr-events")?;
 
     // Interleaved, as webhooks arrive: every pull request's first event, then every second one...

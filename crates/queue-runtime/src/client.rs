@@ -7,12 +7,12 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, Message, PeekOptions, PeekedMessage,
-    QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage, Result,
-    SendOutcome, SessionId, SessionReceiver, SessionSelector,
+    QueueCounts, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage,
+    Result, SendOutcome, SessionId, SessionReceiver, SessionSelector,
 };
 use tracing::{Instrument, Span, debug, warn};
 
-use crate::config::{ClientConfig, ProviderConfig};
+use crate::config::ClientConfig;
 use crate::resilience::{CircuitBreaker, CircuitState, Resilience, ResilientProvider};
 use crate::security::{self, Security, Verdict};
 use crate::telemetry::{self, SessionIdPrivacy, propagation};
@@ -93,87 +93,28 @@ impl QueueClient {
         QueueClient::new(Arc::new(queue_memory::MemoryProvider::default()))
     }
 
-    /// A client built from a validated configuration: the provider is created and its declared
-    /// queues set up.
-    pub fn from_config(config: &ClientConfig) -> Result<Self> {
-        match &config.provider {
-            #[cfg(feature = "memory")]
-            ProviderConfig::Memory(settings) => {
-                let broker = queue_memory::MemoryProvider::new(
-                    queue_memory::MemoryConfig::default()
-                        .with_max_message_bytes(settings.max_message_bytes)
-                        .with_auto_create_queues(settings.auto_create_queues)
-                        .with_default_queue_options(
-                            queue_memory::QueueOptions::default()
-                                .with_lock_duration(settings.lock_duration)
-                                .with_session_lock_duration(settings.lock_duration)
-                                .with_max_delivery_count(settings.max_delivery_count),
-                        ),
-                );
-                for queue in &settings.queues {
-                    let lock = queue.lock_duration.unwrap_or(settings.lock_duration);
-                    let mut options = queue_memory::QueueOptions::default()
-                        .with_sessions(queue.sessions)
-                        .with_lock_duration(lock)
-                        .with_session_lock_duration(lock)
-                        .with_max_delivery_count(
-                            queue
-                                .max_delivery_count
-                                .unwrap_or(settings.max_delivery_count),
-                        )
-                        .with_default_time_to_live(queue.default_time_to_live)
-                        .with_dead_letter_on_expiration(queue.dead_letter_on_expiration);
-                    if let Some(capacity) = queue.capacity {
-                        options = options.with_capacity(capacity);
-                    }
-                    broker.create_queue(&queue.name, options)?;
-                }
-                QueueClient::configured(Arc::new(broker), config)
-            }
-            #[cfg(feature = "sqs")]
-            ProviderConfig::Sqs(_) => Err(QueueError::new(
-                queue_core::ErrorKind::Config,
-                "the SQS provider connects asynchronously: use QueueClient::connect",
-            )),
-            #[cfg(feature = "azure")]
-            ProviderConfig::Azure(_) => Err(QueueError::new(
-                queue_core::ErrorKind::Config,
-                "the Service Bus provider connects asynchronously: use QueueClient::connect",
-            )),
-        }
-    }
-
-    /// A client built from a validated configuration, for every provider: SQS and Service Bus
-    /// connect asynchronously (they check their credentials and queues at connect, unless told
-    /// not to).
+    /// A client built from a validated configuration, for every provider: the provider is
+    /// built (SQS and Service Bus connect and check their credentials and queues, unless told
+    /// not to; the embedded broker creates its declared queues), with retries and the circuit
+    /// breaker around it, and security when configured (the key source is read once now, so a
+    /// missing or invalid keyset fails here).
     pub async fn connect(config: &ClientConfig) -> Result<Self> {
-        #[cfg(feature = "sqs")]
-        #[allow(irrefutable_let_patterns)]
-        if let ProviderConfig::Sqs(settings) = &config.provider {
-            let provider = queue_sqs::SqsProvider::connect(settings.clone()).await?;
-            return QueueClient::configured(Arc::new(provider), config);
-        }
-        #[cfg(feature = "azure")]
-        #[allow(irrefutable_let_patterns)]
-        if let ProviderConfig::Azure(settings) = &config.provider {
-            let provider = queue_azure::AzureProvider::connect(settings).await?;
-            return QueueClient::configured(Arc::new(provider), config);
-        }
-        QueueClient::from_config(config)
-    }
-
-    /// The configured client over a provider just built: retries and breaker, then security.
-    fn configured(provider: Arc<dyn QueueProvider>, config: &ClientConfig) -> Result<Self> {
+        let security = match &config.security {
+            Some(security) => Some(security.build().await?),
+            None => None,
+        };
+        let provider = config.provider.connect().await?;
         let client = QueueClient::new(provider).with_resilience(config.resilience)?;
-        match &config.security {
-            Some(security) => Ok(client.with_security(security.build()?)),
-            None => Ok(client),
-        }
+        Ok(match security {
+            Some(security) => client.with_security(security),
+            None => client,
+        })
     }
 
-    /// A client configured from the environment (see [`crate::config`]).
-    pub fn from_env() -> Result<Self> {
-        QueueClient::from_config(&ClientConfig::from_env()?)
+    /// A client configured from the environment (`QUEUE_RUNTIME_CONFIG`,
+    /// `QUEUE_RUNTIME_PROVIDER`, ...; see [`crate::config`]), for every provider.
+    pub async fn from_env() -> Result<Self> {
+        QueueClient::connect(&ClientConfig::from_env()?).await
     }
 
     /// The provider underneath.
@@ -259,7 +200,12 @@ impl QueueClient {
         operation: &'static str,
         queue: &QueueName,
     ) -> Span {
-        telemetry::operation_span(self.provider.name(), operation_type, operation, queue)
+        telemetry::operation_span(
+            self.provider.messaging_system(),
+            operation_type,
+            operation,
+            queue,
+        )
     }
 
     /// A message as it goes on the wire: the trace context attached (it is then authenticated
@@ -496,6 +442,13 @@ impl QueueClient {
             .await
     }
 
+    /// How many messages `queue` holds, where the provider can tell
+    /// ([`Capabilities::counts`]; `Unsupported` otherwise).
+    pub async fn counts(&self, queue: &QueueName) -> Result<QueueCounts> {
+        self.provider.validate_queue_name(queue)?;
+        self.provider.counts(queue).await
+    }
+
     /// Cancels a scheduled message by the sequence number its send returned.
     pub async fn cancel_scheduled(&self, queue: &QueueName, sequence_number: u64) -> Result<()> {
         self.provider.validate_queue_name(queue)?;
@@ -644,6 +597,9 @@ async fn receive_verified(
 ) -> Result<Vec<ReceivedMessage>> {
     /// Rounds of held-back-only batches after the wait has passed, before giving up for now.
     const ROUNDS_PAST_DEADLINE: u32 = 16;
+    if let Some(security) = security {
+        security.replay_store_ready(queue).await?;
+    }
     let deadline = tokio::time::Instant::now() + wait;
     let mut rounds_past_deadline = 0;
     loop {

@@ -31,6 +31,11 @@ pub mod metric {
     pub const CRYPTO_ENABLED: &str = "queue_crypto_enabled";
     /// Counter, label `queue`: copies of a message in flight elsewhere, given back to wait.
     pub const REPLAY_IN_FLIGHT_DUPLICATES: &str = "queue_replay_in_flight_duplicates_total";
+    /// Counter, labels `queue`, `operation`: failures of the replay store (Redis).
+    pub const REPLAY_STORE_ERRORS: &str = "queue_replay_store_errors_total";
+    /// Counter, label `queue`: messages handed over without the replay check because the store
+    /// failed and the queue's policy fails open. Alert on it.
+    pub const REPLAY_STORE_FAILED_OPEN: &str = "queue_replay_store_failed_open_total";
     /// Counter, labels `operation`, `kind`: provider calls retried after a transient error.
     pub const RETRIES: &str = "queue_retries_total";
     /// Gauge (0 closed, 1 half-open, 2 open), label `provider`: the circuit breaker's state.
@@ -54,22 +59,12 @@ pub const TRACEPARENT_PROPERTY: &str = "traceparent";
 /// The message property that carries the producer's W3C trace state, when it has one.
 pub const TRACESTATE_PROPERTY: &str = "tracestate";
 
-/// The `messaging.system` value of a provider, per the OpenTelemetry conventions.
-pub fn messaging_system(provider: &str) -> &'static str {
-    match provider {
-        "sqs" => "aws_sqs",
-        "azure" => "servicebus",
-        "memory" => "queue_runtime_memory",
-        _ => "queue_runtime",
-    }
-}
-
 /// The span of one operation on `queue`, with the OpenTelemetry messaging attributes.
 /// `operation_type` is the convention's kind (`send`, `receive`, `process`, `settle`);
 /// `operation` our name for the call. `messaging.message.id` and
 /// `messaging.batch.message_count` are recorded when known.
 pub(crate) fn operation_span(
-    provider: &str,
+    messaging_system: &'static str,
     operation_type: &'static str,
     operation: &'static str,
     queue: &QueueName,
@@ -83,7 +78,7 @@ pub(crate) fn operation_span(
         "messaging",
         otel.name = %format_args!("{operation} {queue}"),
         otel.kind = span_kind,
-        messaging.system = messaging_system(provider),
+        messaging.system = messaging_system,
         messaging.destination.name = %queue,
         messaging.operation.type = operation_type,
         messaging.operation.name = operation,

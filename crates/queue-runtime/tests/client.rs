@@ -8,8 +8,10 @@ use queue_runtime::prelude::*;
 
 // A test helper: a bad configuration here is a failed test.
 #[allow(clippy::unwrap_used)]
-fn client(config: &str) -> QueueClient {
-    QueueClient::from_config(&ClientConfig::from_toml_str(config).unwrap()).unwrap()
+async fn client(config: &str) -> QueueClient {
+    QueueClient::connect(&ClientConfig::from_toml_str(config).unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -22,7 +24,8 @@ async fn declared_queues_exist_with_their_options() {
         name = "jobs"
         max_delivery_count = 1
         "#,
-    );
+    )
+    .await;
     let jobs = QueueName::new("jobs").unwrap();
     client.send(&jobs, Message::new("work")).await.unwrap();
     let message = client
@@ -51,7 +54,8 @@ async fn sessions_through_the_client_keep_order_and_state() {
         name = "chat"
         sessions = true
         "#,
-    );
+    )
+    .await;
     let chat = QueueName::new("chat").unwrap();
     for text in ["hello", "how are you", "bye"] {
         let message = Message::builder(text).session_id("alice").build().unwrap();

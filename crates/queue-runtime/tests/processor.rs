@@ -289,6 +289,9 @@ impl QueueProvider for OnDemand {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
+    fn messaging_system(&self) -> &'static str {
+        self.inner.messaging_system()
+    }
     fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }

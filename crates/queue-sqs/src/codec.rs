@@ -20,7 +20,7 @@ use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use queue_core::time::from_unix_millis;
+use queue_core::raw::time::from_unix_millis;
 use queue_core::{
     DEAD_LETTER_RESERVE, DeadLetterReason, DeliveryInfo, ErrorKind, Message, MessageId, Properties,
     QueueError, is_reserved_key,

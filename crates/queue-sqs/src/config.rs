@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use queue_core::endpoint::is_loopback_host;
+use queue_core::config::{ConfigError, Problems};
+use queue_core::raw::endpoint::is_loopback_host;
 use queue_core::{ErrorKind, QueueError, QueueName};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 
 /// Where the provider gets its credentials.
 #[derive(Clone, Default)]
@@ -77,6 +79,40 @@ pub enum UnsessionedFifo {
     GroupPerMessage,
     /// Put it in this message group: one ordered stream for every message without a session.
     Group(String),
+}
+
+impl UnsessionedFifo {
+    /// The choice named as in a configuration file: `reject`, `group-per-message` or
+    /// `group:<name>`.
+    pub fn from_name(name: &str) -> Result<Self, QueueError> {
+        match name {
+            "reject" => Ok(UnsessionedFifo::Reject),
+            "group-per-message" => Ok(UnsessionedFifo::GroupPerMessage),
+            other => match other.strip_prefix("group:") {
+                Some(group) if !group.is_empty() => Ok(UnsessionedFifo::Group(group.to_owned())),
+                _ => Err(QueueError::new(
+                    ErrorKind::Config,
+                    format!(
+                        "{other:?}: expected \"reject\", \"group-per-message\" or \"group:<name>\""
+                    ),
+                )),
+            },
+        }
+    }
+}
+
+/// The `[sqs]` section as written: never credentials.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqsSection {
+    region: Option<String>,
+    endpoint: Option<String>,
+    check_on_connect: Option<bool>,
+    #[serde(default)]
+    queues: Vec<String>,
+    #[serde(default)]
+    dead_letter_queues: BTreeMap<String, String>,
+    unsessioned_fifo: Option<String>,
 }
 
 /// The settings of an [`SqsProvider`](crate::SqsProvider).
@@ -171,6 +207,67 @@ impl SqsConfig {
     pub fn with_unsessioned_fifo(mut self, choice: UnsessionedFifo) -> Self {
         self.unsessioned_fifo = choice;
         self
+    }
+
+    /// Reads the `[sqs]` section of a configuration (any serde format), reporting every
+    /// problem with its path in the section. Credentials are never read from it: they come from
+    /// the standard AWS chain (environment, profile, web identity, ECS, IMDS). `env` is not
+    /// consulted: the SDK reads its own variables (`AWS_REGION`, `AWS_ENDPOINT_URL_SQS`, ...).
+    ///
+    /// ```
+    /// use queue_sqs::SqsConfig;
+    ///
+    /// let section: toml::Value = toml::from_str(r#"
+    ///     region = "eu-west-1"
+    ///     queues = ["orders", "pr-events.fifo"]
+    ///     unsessioned_fifo = "group-per-message"
+    ///     [dead_letter_queues]
+    ///     orders = "orders-dlq"
+    /// "#)?;
+    /// let config = SqsConfig::from_section(section, &|_| None)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_section<'de, D: serde::Deserializer<'de>>(
+        section: D,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let _ = env;
+        let raw = SqsSection::deserialize(section)
+            .map_err(|error| ConfigError::single("", error.to_string()))?;
+        let mut problems = Problems::new();
+        let mut config = SqsConfig::new();
+        if let Some(region) = raw.region {
+            config = config.with_region(region);
+        }
+        if let Some(endpoint) = raw.endpoint
+            && let Some(with_endpoint) =
+                problems.check("endpoint", config.clone().with_endpoint(endpoint))
+        {
+            config = with_endpoint;
+        }
+        if let Some(check) = raw.check_on_connect {
+            config = config.with_check_on_connect(check);
+        }
+        for (index, name) in raw.queues.iter().enumerate() {
+            if let Some(queue) = problems.check(format!("queues[{index}]"), QueueName::new(name)) {
+                config = config.with_queue(queue);
+            }
+        }
+        for (queue, dead_letter) in &raw.dead_letter_queues {
+            let path = format!("dead_letter_queues.{queue}");
+            let queue = problems.check(path.clone(), QueueName::new(queue));
+            let dead_letter = problems.check(path, QueueName::new(dead_letter));
+            if let (Some(queue), Some(dead_letter)) = (queue, dead_letter) {
+                config = config.with_dead_letter_queue(queue, dead_letter);
+            }
+        }
+        if let Some(choice) = raw.unsessioned_fifo
+            && let Some(choice) =
+                problems.check("unsessioned_fifo", UnsessionedFifo::from_name(&choice))
+        {
+            config = config.with_unsessioned_fifo(choice);
+        }
+        problems.finish(Some(config))
     }
 
     /// The endpoint to use: the configured one, else `AWS_ENDPOINT_URL_SQS`, else
@@ -282,5 +379,66 @@ mod tests {
             assert!(!shown.contains(secret), "{shown}");
         }
         assert!(shown.contains("REDACTED"));
+    }
+}
+
+#[cfg(test)]
+mod section_tests {
+    use super::*;
+
+    fn read(text: &str) -> Result<SqsConfig, ConfigError> {
+        SqsConfig::from_section(toml::from_str::<toml::Value>(text).expect("toml"), &|_| {
+            None
+        })
+    }
+
+    #[test]
+    fn a_full_section_is_read() {
+        let config = read(
+            r#"
+            region = "eu-west-1"
+            endpoint = "http://127.0.0.1:4566"
+            check_on_connect = false
+            queues = ["orders", "pr-events.fifo"]
+            unsessioned_fifo = "group:default"
+            [dead_letter_queues]
+            orders = "orders-dlq"
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(config.region.as_deref(), Some("eu-west-1"));
+        assert!(!config.check_on_connect);
+        assert_eq!(config.queues.len(), 2);
+        assert_eq!(
+            config.unsessioned_fifo,
+            UnsessionedFifo::Group("default".into())
+        );
+        assert_eq!(config.dead_letter_queues.len(), 1);
+    }
+
+    #[test]
+    fn every_problem_is_named_and_credentials_are_not_read() {
+        let error = read(
+            r#"
+            endpoint = "http://example.com"
+            queues = ["ok", "not ok"]
+            unsessioned_fifo = "sometimes"
+            [dead_letter_queues]
+            "bad name" = "dlq"
+            "#,
+        )
+        .expect_err("invalid");
+        let paths: Vec<&str> = error.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "endpoint",
+                "queues[1]",
+                "dead_letter_queues.bad name",
+                "unsessioned_fifo"
+            ]
+        );
+        let secret = read(r#"access_key_id = "AKIA...""#).expect_err("no credentials here");
+        assert!(secret.to_string().contains("access_key_id"));
     }
 }

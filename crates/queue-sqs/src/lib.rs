@@ -6,6 +6,8 @@ mod config;
 mod error;
 mod provider;
 mod queues;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use codec::{
     DEAD_LETTER_ATTRIBUTE, MAX_DELAY, MAX_PROPERTIES, MAX_SQS_ATTRIBUTES, META_ATTRIBUTE,

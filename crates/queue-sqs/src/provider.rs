@@ -15,10 +15,11 @@ use aws_sdk_sqs::types::{
 };
 use aws_smithy_http_client::tls::{Provider as TlsProvider, rustls_provider::CryptoMode};
 use parking_lot::Mutex;
+use queue_core::raw::check_max_messages;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, ErrorKind, Message, PeekOptions,
-    PeekedMessage, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage,
-    Result, SendOutcome, SessionReceiver, SubQueue, check_max_messages,
+    PeekedMessage, QueueCounts, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions,
+    ReceivedMessage, Result, SendOutcome, SessionReceiver, SubQueue,
 };
 
 use crate::codec::{self, Outgoing};
@@ -78,6 +79,7 @@ fn sqs_capabilities() -> Capabilities {
     capabilities.max_delivery_count = true;
     capabilities.time_to_live = true;
     capabilities.lock_renewal = true;
+    capabilities.counts = true;
     // What a queue of the default size accepts: its limit less the dead-letter reserve (each
     // queue's own `MaximumMessageSize` is read at first use and applied the same way).
     capabilities.max_message_bytes =
@@ -128,7 +130,7 @@ impl SqsProvider {
         if !url
             .as_ref()
             .and_then(http::Uri::host)
-            .is_some_and(queue_core::endpoint::is_loopback_host)
+            .is_some_and(queue_core::raw::endpoint::is_loopback_host)
         {
             return Err(QueueError::new(
                 ErrorKind::Config,
@@ -435,6 +437,34 @@ impl SqsProvider {
         delivered
     }
 
+    /// SQS's approximate counts of one queue: (visible, not visible, delayed).
+    async fn approximate_counts(&self, url: &str) -> Result<(u64, u64, u64)> {
+        use aws_sdk_sqs::types::QueueAttributeName as Attribute;
+        let output = self
+            .inner
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(Attribute::ApproximateNumberOfMessages)
+            .attribute_names(Attribute::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(Attribute::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|error| map_sdk_error("GetQueueAttributes", error))?;
+        let attributes = output.attributes();
+        let count = |name: Attribute| {
+            attributes
+                .and_then(|all| all.get(&name))
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((
+            count(Attribute::ApproximateNumberOfMessages),
+            count(Attribute::ApproximateNumberOfMessagesNotVisible),
+            count(Attribute::ApproximateNumberOfMessagesDelayed),
+        ))
+    }
+
     async fn delete(&self, url: &str, handle: &str, operation: &'static str) -> Result<()> {
         self.inner
             .client
@@ -493,7 +523,7 @@ impl SqsReceipt {
                 format!(
                     "the visibility timeout of the message passed at {} ms since the epoch; \
                      receive it again",
-                    queue_core::time::to_unix_millis(deadline)
+                    queue_core::raw::time::to_unix_millis(deadline)
                 ),
             ));
         }
@@ -602,11 +632,16 @@ fn file_chunk_results<T>(
         }
         Err(error) if !anything_done => Err(error),
         Err(error) => {
+            // Each entry fails with the call's error: its kind, message and retry-after, and the
+            // call's error itself (shared) as the source.
+            let whole = Arc::new(error);
             for index in chunk {
-                results[index] = Some(Err(QueueError::new(
-                    error.kind(),
-                    error.message().to_owned(),
-                )));
+                let mut entry = QueueError::new(whole.kind(), whole.message().to_owned())
+                    .with_source(Arc::clone(&whole));
+                if let Some(after) = whole.retry_after() {
+                    entry = entry.with_retry_after(after);
+                }
+                results[index] = Some(Err(entry));
             }
             Ok(())
         }
@@ -617,6 +652,10 @@ fn file_chunk_results<T>(
 impl QueueProvider for SqsProvider {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn messaging_system(&self) -> &'static str {
+        "aws_sqs"
     }
 
     fn capabilities(&self) -> &Capabilities {
@@ -912,6 +951,34 @@ impl QueueProvider for SqsProvider {
             "accepting sessions: SQS has no session lock; on a FIFO queue plain receive keeps \
              each session's order (Capabilities::session_order_on_receive)",
         ))
+    }
+
+    /// SQS's approximate counts (`GetQueueAttributes`) of the queue and of its dead-letter queue,
+    /// when it has one. SQS does not tell the oldest message's age (only CloudWatch does).
+    async fn counts(&self, queue: &QueueName) -> Result<QueueCounts> {
+        self.check_open()?;
+        self.validate_queue_name(queue)?;
+        let main = self.queue(queue).await?;
+        let (active, in_flight, scheduled) = self.approximate_counts(&main.url).await?;
+        let dead_letter = match self
+            .inner
+            .queues
+            .dead_letter_of(&self.inner.client, &main)
+            .await
+        {
+            Ok(dead) => {
+                let (visible, invisible, _) = self.approximate_counts(&dead.url).await?;
+                Some(visible + invisible)
+            }
+            Err(error) if error.kind() == ErrorKind::NotFound => None,
+            Err(error) => return Err(error),
+        };
+        let mut counts = QueueCounts::default();
+        counts.active = Some(active);
+        counts.in_flight = Some(in_flight);
+        counts.scheduled = Some(scheduled);
+        counts.dead_letter = dead_letter;
+        Ok(counts)
     }
 
     async fn cancel_scheduled(&self, _queue: &QueueName, _sequence_number: u64) -> Result<()> {

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use queue_conformance::{Fixture, QueueSpec, Skip, TimeMode};
 use queue_core::{QueueName, QueueProvider};
-use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter, test_server_or_skip};
+use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter};
+use queue_sqs::testing::test_server_or_skip;
 use queue_sqs::{SqsConfig, SqsProvider, UnsessionedFifo};
 
 /// Scenarios of capabilities SQS does not declare: sessions (SQS has no session lock;

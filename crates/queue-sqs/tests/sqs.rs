@@ -11,11 +11,12 @@ use queue_core::{
     DeadLetterReason, ErrorKind, Message, QueueName, QueueProvider, QueueProviderExt,
     ReceiveOptions, ReceivedMessage,
 };
-use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter, test_server_or_skip};
+use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter};
 use queue_sqs::sdk::config::interceptors::BeforeTransmitInterceptorContextRef;
 use queue_sqs::sdk::config::{ConfigBag, Intercept, RuntimeComponents};
 use queue_sqs::sdk::error::BoxError;
 use queue_sqs::sdk::types::QueueAttributeName;
+use queue_sqs::testing::test_server_or_skip;
 use queue_sqs::{SqsConfig, SqsCredentials, SqsProvider};
 
 fn local(endpoint: &str) -> SqsProvider {

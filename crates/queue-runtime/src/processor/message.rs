@@ -36,7 +36,7 @@ pub(super) async fn handle_one(
     lock_lost: impl Future<Output = QueueError>,
 ) -> Next {
     let span = telemetry::operation_span(
-        shared.client.provider().name(),
+        shared.client.provider().messaging_system(),
         "process",
         "process",
         &shared.queue,

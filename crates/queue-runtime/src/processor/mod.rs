@@ -1,7 +1,7 @@
 //! The processor: receive, open, call the application's handler, settle, with bounded
 //! concurrency, per-session order, lock renewal, poison handling and graceful shutdown.
 //!
-//! By role: [`handler`] (what the application gives and answers), [`options`] (how it works a
+//! By role: `handler` (what the application gives and answers), `options` (how it works a
 //! queue, what it reports), `queue_loop` and `session_loop` (the two ways of receiving),
 //! `message` (one message's life), `locks` (keeping locks while messages wait and run),
 //! `meters` (its counts and metrics). The choices behind each behaviour:
@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use queue_core::{ErrorKind, MessageId, QueueError, QueueName, Result};
+use queue_core::{MessageId, QueueError, QueueName, Result};
 pub use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -181,15 +181,7 @@ struct Shared {
 /// Whether a receive error means the queue cannot be worked at all (stop), rather than for now
 /// (back off and try again).
 fn is_fatal(error: &QueueError) -> bool {
-    matches!(
-        error.kind(),
-        ErrorKind::NotFound
-            | ErrorKind::Unauthorized
-            | ErrorKind::Config
-            | ErrorKind::Closed
-            | ErrorKind::InvalidInput
-            | ErrorKind::Unsupported
-    )
+    error.kind().is_permanent()
 }
 
 /// How long the processor waits after failed receives: 250 ms doubling to 30 s (the client's own

@@ -35,19 +35,25 @@ impl Default for CircuitSettings {
 impl CircuitSettings {
     /// Fails with a [`Config`](ErrorKind::Config) error naming the first invalid field.
     pub fn validate(&self) -> Result<()> {
-        let invalid = |what: &str| {
-            Err(QueueError::new(
+        match self.problems().first() {
+            None => Ok(()),
+            Some((field, reason)) => Err(QueueError::new(
                 ErrorKind::Config,
-                format!("circuit: {what}"),
-            ))
-        };
+                format!("circuit: {field} {reason}"),
+            )),
+        }
+    }
+
+    /// Every invalid field, with what it must be.
+    pub fn problems(&self) -> Vec<(&'static str, &'static str)> {
+        let mut problems = Vec::new();
         if self.failure_threshold == 0 {
-            return invalid("failure_threshold must be at least 1");
+            problems.push(("failure_threshold", "must be at least 1"));
         }
         if self.success_threshold == 0 {
-            return invalid("success_threshold must be at least 1");
+            problems.push(("success_threshold", "must be at least 1"));
         }
-        Ok(())
+        problems
     }
 }
 
@@ -86,18 +92,6 @@ impl fmt::Display for CircuitState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// Whether an error says the provider is unhealthy. Other errors (a lost lock, a missing queue,
-/// a bad argument) are answers: the provider is up.
-fn is_failure(kind: ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::Timeout
-            | ErrorKind::Connection
-            | ErrorKind::ServiceUnavailable
-            | ErrorKind::Throttled
-    )
 }
 
 struct Breaker {
@@ -211,7 +205,7 @@ impl CircuitBreaker {
         if trial {
             breaker.trials_in_flight = breaker.trials_in_flight.saturating_sub(1);
         }
-        let failed = error.is_some_and(is_failure);
+        let failed = error.is_some_and(ErrorKind::is_provider_failure);
         match (breaker.state, failed) {
             (CircuitState::Closed, true) => {
                 breaker.consecutive_failures += 1;

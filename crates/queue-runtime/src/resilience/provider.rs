@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, Message, PeekOptions, PeekedMessage,
-    QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage, Result, SendOutcome,
-    SessionId, SessionReceiver,
+    QueueCounts, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage, Result,
+    SendOutcome, SessionId, SessionReceiver,
 };
 
 use super::Resilience;
@@ -82,6 +82,10 @@ impl ResilientProvider {
 impl QueueProvider for ResilientProvider {
     fn name(&self) -> &'static str {
         self.inner.name()
+    }
+
+    fn messaging_system(&self) -> &'static str {
+        self.inner.messaging_system()
     }
 
     fn capabilities(&self) -> &Capabilities {
@@ -193,6 +197,12 @@ impl QueueProvider for ResilientProvider {
                 calls: self.calls.clone(),
             }) as Box<dyn SessionReceiver>
         }))
+    }
+
+    async fn counts(&self, queue: &QueueName) -> Result<QueueCounts> {
+        self.calls
+            .run("counts", Repeat::Safe, || self.inner.counts(queue))
+            .await
     }
 
     async fn cancel_scheduled(&self, queue: &QueueName, sequence_number: u64) -> Result<()> {

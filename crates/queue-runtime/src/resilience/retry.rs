@@ -94,18 +94,28 @@ impl RetryPolicy {
 
     /// Fails with a [`Config`](ErrorKind::Config) error naming the first invalid field.
     pub fn validate(&self) -> Result<()> {
-        let invalid =
-            |what: &str| Err(QueueError::new(ErrorKind::Config, format!("retry: {what}")));
+        match self.problems().first() {
+            None => Ok(()),
+            Some((field, reason)) => Err(QueueError::new(
+                ErrorKind::Config,
+                format!("retry: {field} {reason}"),
+            )),
+        }
+    }
+
+    /// Every invalid field, with what it must be.
+    pub fn problems(&self) -> Vec<(&'static str, &'static str)> {
+        let mut problems = Vec::new();
         if self.max_attempts == 0 {
-            return invalid("max_attempts must be at least 1");
+            problems.push(("max_attempts", "must be at least 1"));
         }
         if self.multiplier == 0 {
-            return invalid("multiplier must be at least 1");
+            problems.push(("multiplier", "must be at least 1"));
         }
         if self.initial_delay > self.max_delay {
-            return invalid("initial_delay must not exceed max_delay");
+            problems.push(("initial_delay", "must not exceed max_delay"));
         }
-        Ok(())
+        problems
     }
 
     /// The ceiling of the wait before retry `retry` (1-based).
@@ -140,9 +150,7 @@ fn worth_retrying(error: &QueueError, repeat: Repeat) -> bool {
         // Failing fast is the breaker's point: waiting out its open time here would undo it.
         (ErrorKind::CircuitOpen, _) => false,
         (kind, Repeat::Safe) => kind.is_transient(),
-        (kind, Repeat::OnlyIfRefused) => {
-            matches!(kind, ErrorKind::Throttled | ErrorKind::QueueFull)
-        }
+        (kind, Repeat::OnlyIfRefused) => kind.is_refusal(),
     }
 }
 

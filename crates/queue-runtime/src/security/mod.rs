@@ -30,10 +30,12 @@ use queue_crypto::{Clock, Context, CryptoError, Opened, Sealer, Suite, SystemClo
 use queue_keys::{KeyError, KeyRing, KeySource};
 use tracing::{debug, warn};
 
-pub use policy::{QueuePolicy, UnsealedPolicy};
+pub use policy::{QueuePolicy, ReplayFailure, UnsealedPolicy};
 pub use replay::{
     ClaimOutcome, DEFAULT_REPLAY_CAPACITY, InProcessReplayStore, ReplayKey, ReplayStore,
 };
+#[cfg(feature = "redis")]
+pub use replay::{RedisReplayStore, RedisStoreOptions};
 
 /// Keys and per-queue policy for a [`QueueClient`](crate::QueueClient).
 ///
@@ -63,6 +65,8 @@ pub struct Security {
     replay: Arc<dyn ReplayStore>,
     /// Draws each delivery's replay claim.
     random: ring::rand::SystemRandom,
+    /// The replay store failed and has not answered since.
+    replay_store_down: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Security {
@@ -86,6 +90,7 @@ impl Security {
             clock: Arc::new(SystemClock),
             replay: Arc::new(InProcessReplayStore::default()),
             random: ring::rand::SystemRandom::new(),
+            replay_store_down: std::sync::atomic::AtomicBool::new(false),
             default_policy: QueuePolicy::default(),
             policies: HashMap::new(),
         }
@@ -307,15 +312,32 @@ impl Security {
                 metrics::counter!(metric::REPLAY_IN_FLIGHT_DUPLICATES, "queue" => queue.to_string()).increment(1);
                 return Verdict::Wait(received, until.duration_since(now).unwrap_or_default());
             }
-            Err(error) => {
-                warn!(
-                    messaging.destination.name = %queue,
-                    messaging.message.id = %message_id,
-                    %error,
-                    "the replay guard is unavailable; giving the message back"
-                );
-                return Verdict::Retry(received, error);
-            }
+            Err(error) => match policy.replay_failure {
+                ReplayFailure::FailClosed => {
+                    warn!(
+                        messaging.destination.name = %queue,
+                        messaging.message.id = %message_id,
+                        %error,
+                        "the replay store is unavailable; giving the message back (fail closed)"
+                    );
+                    self.replay_store_failed(queue, "claim");
+                    return Verdict::Retry(received, error);
+                }
+                ReplayFailure::FailOpen => {
+                    warn!(
+                        messaging.destination.name = %queue,
+                        messaging.message.id = %message_id,
+                        %error,
+                        "the replay store is unavailable; handing the message over without the \
+                         replay check (fail open, by this queue's policy)"
+                    );
+                    metrics::counter!(metric::REPLAY_STORE_FAILED_OPEN, "queue" => queue.to_string())
+                        .increment(1);
+                    hand_over(opened, &mut received.message, &mut received.delivery);
+                    count_received(queue, true);
+                    return Verdict::Accept(received);
+                }
+            },
         }
 
         debug!(
@@ -331,6 +353,42 @@ impl Security {
         }
         count_received(queue, true);
         Verdict::Accept(received)
+    }
+
+    /// Notes a failure of the replay store: counted, and receives from fail-closed queues wait
+    /// until the store answers again ([`replay_store_ready`](Self::replay_store_ready)).
+    fn replay_store_failed(&self, queue: &QueueName, operation: &'static str) {
+        metrics::counter!(
+            metric::REPLAY_STORE_ERRORS,
+            "queue" => queue.to_string(),
+            "operation" => operation
+        )
+        .increment(1);
+        self.replay_store_down
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Before a receive from `queue`: fails (without touching the broker, so no message gains a
+    /// delivery) while the replay store is down and the queue fails closed; asks the store
+    /// whether it is back first.
+    pub(crate) async fn replay_store_ready(&self, queue: &QueueName) -> Result<(), QueueError> {
+        use std::sync::atomic::Ordering;
+        if !self.replay_store_down.load(Ordering::Acquire)
+            || self.policy(queue).replay_failure == ReplayFailure::FailOpen
+        {
+            return Ok(());
+        }
+        match self.replay.health().await {
+            Ok(()) => {
+                self.replay_store_down.store(false, Ordering::Release);
+                debug!("the replay store answers again");
+                Ok(())
+            }
+            Err(error) => {
+                self.replay_store_failed(queue, "health");
+                Err(error)
+            }
+        }
     }
 
     /// A fresh, unguessable claim for one delivery.
@@ -373,13 +431,13 @@ impl Security {
         let horizon = self.policy(queue).replay_horizon();
         if let Err(error) = self.replay.complete(key, horizon, self.clock.now()).await {
             // Settled all the same; only a copy sent later might now be taken for new.
+            self.replay_store_failed(queue, "complete");
             warn!(
                 messaging.destination.name = %queue,
                 messaging.message.id = %received.message_id(),
                 %error,
                 "the replay guard could not record a settled message"
             );
-            count_crypto_error(queue, "replay_store");
         }
     }
 
@@ -509,7 +567,9 @@ impl Refusal {
 /// source is unavailable or holds an invalid keyset): then the message is retried.
 fn refusal_of(error: &KeyError) -> Option<Refusal> {
     let (rejection, error_type, detail) = match error {
-        KeyError::UnknownKeyId(_) => (Rejection::Key, "unknown_key", "no key has its key id"),
+        KeyError::Crypto(CryptoError::UnknownKeyId(_)) => {
+            (Rejection::Key, "unknown_key", "no key has its key id")
+        }
         KeyError::Crypto(CryptoError::RetiredKey(_)) => {
             (Rejection::Key, "retired_key", "sealed under a retired key")
         }
@@ -531,8 +591,9 @@ fn refusal_of(error: &KeyError) -> Option<Refusal> {
         _ => return None,
     };
     let mut refusal = Refusal::new(rejection, error_type, detail);
-    if let KeyError::UnknownKeyId(id)
-    | KeyError::Crypto(CryptoError::RetiredKey(id) | CryptoError::KeyExpired(id)) = error
+    if let KeyError::Crypto(
+        CryptoError::UnknownKeyId(id) | CryptoError::RetiredKey(id) | CryptoError::KeyExpired(id),
+    ) = error
     {
         refusal.key_id = Some(id.clone());
     }
@@ -586,21 +647,26 @@ fn hand_over(opened: Opened, message: &mut Message, delivery: &mut DeliveryInfo)
     strip_reserved(message);
 }
 
-/// A key-source problem as a queue error: transient when the source was unreachable.
+/// A key-source problem as a queue error (the source error kept): transient when the source was
+/// unreachable.
 fn key_error(error: &KeyError) -> QueueError {
     match error {
         KeyError::Crypto(crypto) => crypto_error(crypto),
         KeyError::Unavailable { .. } => {
             QueueError::new(ErrorKind::ServiceUnavailable, error.to_string())
+                .with_source(error.clone())
         }
-        _ => QueueError::new(ErrorKind::Crypto, error.to_string()),
+        _ => QueueError::new(ErrorKind::Crypto, error.to_string()).with_source(error.clone()),
     }
 }
 
+/// A crypto failure as a queue error, the crypto error kept as its source.
 fn crypto_error(error: &CryptoError) -> QueueError {
     match error {
-        CryptoError::TooLarge { size, max, .. } => QueueError::message_too_large(*size, *max),
-        _ => QueueError::new(ErrorKind::Crypto, error.to_string()),
+        CryptoError::TooLarge { size, max, .. } => {
+            QueueError::message_too_large(*size, *max).with_source(error.clone())
+        }
+        _ => QueueError::new(ErrorKind::Crypto, error.to_string()).with_source(error.clone()),
     }
 }
 

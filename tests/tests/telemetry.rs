@@ -2,9 +2,9 @@
 //! links to the producer's send span, across a sealed message, and both carry the OpenTelemetry
 //! messaging attributes.
 
-#![cfg(feature = "opentelemetry")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "../../crates/queue-runtime/tests/support/mod.rs"]
 mod support;
 
 use std::sync::Arc;

@@ -166,7 +166,7 @@ fn median(rounds: &mut [Round], key: fn(&Round) -> f64) -> f64 {
 }
 
 fn main() {
-    let Some(endpoint) = queue_sqs::admin::test_server_endpoint().unwrap() else {
+    let Some(endpoint) = queue_sqs::testing::test_server_endpoint().unwrap() else {
         println!("SKIPPED sqs throughput: no local SQS server; `cargo xtask bench` starts one");
         return;
     };

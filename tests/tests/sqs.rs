@@ -16,7 +16,8 @@ use queue_runtime::core::{QueueProvider, QueueProviderExt};
 use queue_runtime::crypto::Keyset;
 use queue_runtime::dead_letters::DeadLetterFilter;
 use queue_runtime::prelude::*;
-use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter, test_server_or_skip};
+use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter};
+use queue_sqs::testing::test_server_or_skip;
 use queue_sqs::{SqsConfig, SqsProvider};
 use remote::{keys, sealing_client};
 
@@ -335,4 +336,64 @@ async fn a_copy_with_a_fresh_deduplication_id_is_handled_once() {
     }
     assert_eq!(handed.len(), 1, "handled once");
     assert_eq!(handed[0].body().as_ref(), b"pay 10");
+}
+
+/// `QueueClient::from_env` builds an SQS client, for real: this test runs itself again in a
+/// child process whose environment says `QUEUE_RUNTIME_PROVIDER=sqs` and points the AWS SDK at
+/// the local server (the workspace forbids `unsafe`, so the parent's environment stays as is).
+#[tokio::test(flavor = "multi_thread")]
+#[allow(clippy::print_stdout)] // the child reports to its parent on stdout
+async fn from_env_builds_an_sqs_client() {
+    const CHILD: &str = "QUEUE_RUNTIME_TEST_FROM_ENV_CHILD";
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
+    let provider = SqsProvider::for_local_server(&endpoint, &SqsConfig::new()).unwrap();
+    if std::env::var(CHILD).is_ok() {
+        let queue = QueueName::new(std::env::var("QUEUE_NAME").unwrap()).unwrap();
+        let client = QueueClient::from_env().await.unwrap();
+        assert_eq!(client.provider().name(), "sqs");
+        client
+            .send(&queue, Message::new("from the environment"))
+            .await
+            .unwrap();
+        let received = client
+            .receive_one(&queue, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .expect("the message");
+        assert_eq!(received.body().as_ref(), b"from the environment");
+        client.complete(&received).await.unwrap();
+        println!("from_env child: round trip done");
+        return;
+    }
+    let queue = QueueName::new(format!("env-{}", uuid::Uuid::new_v4().simple())).unwrap();
+    create_queue_with_dead_letter(&provider, &queue, &QueueSetup::default())
+        .await
+        .unwrap();
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        format!("provider = \"memory\"\n[sqs]\nqueues = [\"{queue}\"]\n"),
+    )
+    .unwrap();
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "from_env_builds_an_sqs_client", "--nocapture"])
+        .env(CHILD, "1")
+        .env("QUEUE_NAME", queue.as_str())
+        .env("QUEUE_RUNTIME_CONFIG", config.path())
+        // The variable overrides the file's provider.
+        .env("QUEUE_RUNTIME_PROVIDER", "sqs")
+        .env("AWS_ENDPOINT_URL_SQS", &endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("from_env child: round trip done"),
+        "the child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -9,8 +9,15 @@
 //! claim blocks nobody for longer than its lock: the claim ends with it.
 //!
 //! [`ReplayStore`] is where this is kept: [`InProcessReplayStore`] (the default) serves one
-//! process; a store shared by every consumer of a queue (Redis) makes the guard hold across
-//! processes. The semantics and their limits: `docs/security.md`.
+//! process; a store shared by every consumer of a queue (`RedisReplayStore`, the `redis`
+//! feature) makes the guard hold across processes. The semantics and their limits:
+//! `docs/security.md`.
+
+#[cfg(feature = "redis")]
+mod redis;
+
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisReplayStore, RedisStoreOptions};
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -79,6 +86,10 @@ pub trait ReplayStore: Send + Sync + fmt::Debug {
         horizon: Duration,
         now: SystemTime,
     ) -> Result<(), QueueError>;
+
+    /// Whether the store answers now (after a failure, the client asks this before it receives
+    /// again, so that an outage does not cost every waiting message a delivery).
+    async fn health(&self) -> Result<(), QueueError>;
 }
 
 /// How many envelope ids (claimed or completed) the in-process store keeps by default.
@@ -258,6 +269,10 @@ impl ReplayStore for InProcessReplayStore {
                 keep_for: horizon,
             },
         );
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), QueueError> {
         Ok(())
     }
 }
