@@ -24,7 +24,7 @@ pub(crate) fn keyset() -> Keyset {
 }
 
 /// The context the seeds were sealed for.
-pub(crate) fn context() -> Context {
+pub(crate) fn context() -> Context<'static> {
     Context::new("fuzz-queue")
         .with_session_id("session-1")
         .with_property("kind", "seed")
@@ -33,7 +33,7 @@ pub(crate) fn context() -> Context {
 /// Opens `data` and peeks at its header; both must return, never panic, and agree: whatever
 /// opens has a header that peeks to the same key id, times and length. Returns the plaintext
 /// when `data` opens.
-pub(crate) fn check(keyset: &Keyset, context: &Context, data: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn check(keyset: &Keyset, context: &Context<'_>, data: &[u8]) -> Option<Vec<u8>> {
     let header = peek_header(data);
     let opened = open(keyset, data, context).ok()?;
     let Ok(header) = header else {

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use queue_crypto::{Context, MAGIC, Sealer, open, peek_header};
 use support::{SUITES, keyset};
 
-fn context() -> impl Strategy<Value = Context> {
+fn context() -> impl Strategy<Value = Context<'static>> {
     (
         "[a-z0-9/._-]{1,40}",
         proptest::option::of(".{0,20}"),

@@ -14,8 +14,8 @@ use tracing::{Instrument, Span, debug, warn};
 
 use crate::config::ClientConfig;
 use crate::resilience::{CircuitBreaker, CircuitState, Resilience, ResilientProvider};
-use crate::security::{self, Security, Verdict};
-use crate::telemetry::{self, SessionIdPrivacy, propagation};
+use crate::security::{Security, Verdict};
+use crate::telemetry::{self, MeterCache, SessionIdPrivacy, propagation};
 
 /// Sends, receives and settles messages through the provider chosen by configuration.
 ///
@@ -33,6 +33,8 @@ pub struct QueueClient {
     security: Option<Arc<Security>>,
     circuit: Option<Arc<CircuitBreaker>>,
     session_ids: SessionIdPrivacy,
+    /// The per-queue metric handles of unsealed traffic (sealing has its own in `Security`).
+    meters: Arc<MeterCache>,
 }
 
 impl QueueClient {
@@ -43,6 +45,7 @@ impl QueueClient {
             security: None,
             circuit: None,
             session_ids: SessionIdPrivacy::plain(),
+            meters: Arc::default(),
         }
     }
 
@@ -215,7 +218,7 @@ impl QueueClient {
         match &self.security {
             Some(security) => security.seal(queue, message).await,
             None => {
-                security::count_sent(queue, false);
+                self.meters.queue(queue).count_sent(false);
                 Ok(message)
             }
         }
@@ -233,6 +236,7 @@ impl QueueClient {
         let received = receive_verified(
             self.provider.as_ref(),
             self.security.as_deref(),
+            &self.meters,
             Fetch::Queue,
             queue,
             max_messages,
@@ -417,6 +421,7 @@ impl QueueClient {
             receiver,
             provider: self.provider.clone(),
             security: self.security.clone(),
+            meters: Arc::clone(&self.meters),
             held: Mutex::new(Vec::new()),
         }))
     }
@@ -464,6 +469,7 @@ pub struct ClientSession {
     receiver: Box<dyn SessionReceiver>,
     provider: Arc<dyn QueueProvider>,
     security: Option<Arc<Security>>,
+    meters: Arc<MeterCache>,
     /// The sealed messages received here and not yet known settled: the session lock covers
     /// them, so renewing it extends their replay claims.
     held: Mutex<Vec<ReceivedMessage>>,
@@ -495,6 +501,7 @@ impl ClientSession {
         let received = receive_verified(
             self.provider.as_ref(),
             self.security.as_deref(),
+            &self.meters,
             Fetch::Session(self.receiver.as_ref()),
             self.receiver.queue(),
             max_messages,
@@ -583,6 +590,7 @@ const IN_FLIGHT_WAIT: (Duration, Duration) = (Duration::from_secs(1), Duration::
 async fn receive_verified(
     provider: &dyn QueueProvider,
     security: Option<&Security>,
+    meters: &MeterCache,
     source: Fetch<'_>,
     queue: &QueueName,
     max_messages: usize,
@@ -592,14 +600,23 @@ async fn receive_verified(
     const ROUNDS_PAST_DEADLINE: u32 = 16;
     let deadline = tokio::time::Instant::now() + wait;
     let mut rounds_past_deadline = 0;
+    let mut first = true;
     loop {
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // The first round waits the whole `wait` without reading the clock again.
+        let remaining = if std::mem::take(&mut first) {
+            wait
+        } else {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        };
         let received = source
             .fetch(provider, queue, max_messages, remaining)
             .await?;
         let Some(security) = security else {
-            for _ in &received {
-                security::count_received(queue, false);
+            if !received.is_empty() {
+                let meters = meters.queue(queue);
+                for _ in &received {
+                    meters.count_received(false);
+                }
             }
             return Ok(received);
         };

@@ -34,7 +34,7 @@ pub fn keyset() -> Keyset {
 }
 
 /// A context with every field and two properties.
-pub fn full_context() -> Context {
+pub fn full_context() -> Context<'static> {
     Context::new("pr-events")
         .with_session_id("repo/123")
         .with_correlation_id("delivery-9")
