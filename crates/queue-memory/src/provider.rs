@@ -191,19 +191,17 @@ impl QueueProvider for MemoryProvider {
         let max = check_max_messages(options.max_messages, self.capabilities())?;
         let source = self.broker.find(queue)?;
         let kind = LaneKind::from(options.sub_queue);
-        let deliveries = self
-            .broker
+        let broker = &self.broker;
+        let received = broker
             .wait_for(&source, options.wait, |state, now| {
                 state.check_plain_receive(kind)?;
-                let deliveries = state.receive(kind, max, now);
-                Ok((!deliveries.is_empty()).then_some(deliveries))
+                let received = state.receive_with(kind, max, now, |delivery| {
+                    broker.received(&source, kind, None, delivery)
+                });
+                Ok((!received.is_empty()).then_some(received))
             })
             .await?
             .unwrap_or_default();
-        let mut received = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            received.push(self.broker.received(&source, kind, None, delivery));
-        }
         Ok(received)
     }
 
