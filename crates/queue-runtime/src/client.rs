@@ -137,14 +137,21 @@ impl QueueClient {
         self.provider.validate_queue_name(queue)?;
         let span = self.span("send", "send", queue);
         span.record("messaging.message.id", message.message_id().as_str());
-        async {
-            let message = self.outgoing(queue, message).await?;
+        let work = async {
+            let message = match &self.security {
+                Some(_) => self.outgoing(queue, message).await?,
+                None => self.outgoing_unsealed(queue, message),
+            };
             let outcome = self.provider.send(queue, message).await;
             debug!(ok = outcome.is_ok(), "send");
             outcome
+        };
+        // Nothing listens: no wrapper to move, enter and exit on every poll.
+        if span.is_disabled() {
+            work.await
+        } else {
+            work.instrument(span).await
         }
-        .instrument(span)
-        .await
     }
 
     /// Sends several messages; one result per message (some may fail while others succeed).
@@ -214,14 +221,20 @@ impl QueueClient {
     /// A message as it goes on the wire: the trace context attached (it is then authenticated
     /// with the rest), sealed when the queue's policy says so.
     async fn outgoing(&self, queue: &QueueName, mut message: Message) -> Result<Message> {
-        propagation::inject(&mut message);
         match &self.security {
-            Some(security) => security.seal(queue, message).await,
-            None => {
-                self.meters.queue(queue).count_sent(false);
-                Ok(message)
+            Some(security) => {
+                propagation::inject(&mut message);
+                security.seal(queue, message).await
             }
+            None => Ok(self.outgoing_unsealed(queue, message)),
         }
+    }
+
+    /// [`outgoing`](Self::outgoing) without security: nothing to wait for.
+    fn outgoing_unsealed(&self, queue: &QueueName, mut message: Message) -> Message {
+        propagation::inject(&mut message);
+        self.meters.queue(queue).count_sent(false);
+        message
     }
 
     /// Receives up to `max_messages`, waiting up to `wait` for the first one.
@@ -233,7 +246,7 @@ impl QueueClient {
     ) -> Result<Vec<ReceivedMessage>> {
         self.provider.validate_queue_name(queue)?;
         let span = self.span("receive", "receive", queue);
-        let received = receive_verified(
+        let work = receive_verified(
             self.provider.as_ref(),
             self.security.as_deref(),
             &self.meters,
@@ -241,9 +254,12 @@ impl QueueClient {
             queue,
             max_messages,
             wait,
-        )
-        .instrument(span.clone())
-        .await?;
+        );
+        let received = if span.is_disabled() {
+            work.await?
+        } else {
+            work.instrument(span.clone()).await?
+        };
         span.record("messaging.batch.message_count", received.len());
         for message in &received {
             debug!(
@@ -598,15 +614,17 @@ async fn receive_verified(
 ) -> Result<Vec<ReceivedMessage>> {
     /// Rounds of held-back-only batches after the wait has passed, before giving up for now.
     const ROUNDS_PAST_DEADLINE: u32 = 16;
-    let deadline = tokio::time::Instant::now() + wait;
+    // Only a secure receive can go round again (all held back): only then is the clock read.
+    let deadline = security.map(|_| tokio::time::Instant::now() + wait);
     let mut rounds_past_deadline = 0;
     let mut first = true;
     loop {
-        // The first round waits the whole `wait` without reading the clock again.
         let remaining = if std::mem::take(&mut first) {
             wait
         } else {
-            deadline.saturating_duration_since(tokio::time::Instant::now())
+            deadline.map_or(Duration::ZERO, |deadline| {
+                deadline.saturating_duration_since(tokio::time::Instant::now())
+            })
         };
         let received = source
             .fetch(provider, queue, max_messages, remaining)

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use metrics::{Counter, Gauge, Histogram};
@@ -102,7 +103,32 @@ pub(crate) struct MeterCache {
 struct Cached {
     /// The address of the recorder the handles were registered with.
     recorder: usize,
-    queues: HashMap<QueueName, Arc<QueueMeters>>,
+    queues: HashMap<QueueName, Arc<QueueMeters>, BuildHasherDefault<NameHasher>>,
+}
+
+/// A multiply-rotate hash of queue names (FxHash's), for a table of at most
+/// [`MAX_CACHED_QUEUES`] names the application itself chose: no untrusted keys, so none of
+/// SipHash's cost for resisting them.
+#[derive(Debug, Default, Clone, Copy)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0_u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &byte in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// Past this many queues the cache starts over, so a client sending to ever new queue names
