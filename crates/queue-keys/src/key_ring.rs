@@ -184,7 +184,7 @@ impl KeyRing {
     /// [`min_forced_refresh_interval`](KeyRingOptions::min_forced_refresh_interval).
     ///
     /// # Errors
-    /// [`KeyError::UnknownKeyId`], or the source's error.
+    /// [`KeyError::Crypto`] with `CryptoError::UnknownKeyId`, or the source's error.
     pub async fn keyset_with(&self, key_id: &str) -> Result<Arc<Keyset>> {
         let keyset = self.keyset().await?;
         if keyset.get(key_id).is_some() {
