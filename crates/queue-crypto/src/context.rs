@@ -117,7 +117,7 @@ impl<'a> Context<'a> {
         Ok(self)
     }
 
-    /// The channel.
+    /// The channel: the queue (or topic, or route) the envelope is bound to.
     pub fn channel(&self) -> &str {
         &self.channel
     }

@@ -194,7 +194,7 @@ pub struct Opened {
 macro_rules! opened_methods {
     ($opened:ty) => {
         impl $opened {
-            /// The plaintext.
+            /// The opened body: authenticated, and zeroed when this value is dropped.
             pub fn plaintext(&self) -> &[u8] {
                 &self.plaintext
             }
@@ -331,7 +331,7 @@ pub struct UnverifiedHeader {
     pub suite: Suite,
     /// The key id (printable ASCII, checked).
     pub key_id: String,
-    /// The envelope id.
+    /// The envelope's random 32-byte id: the replay guard's key and the key derivation's salt.
     pub envelope_id: [u8; ENVELOPE_ID_LEN],
     /// The claimed seal time.
     pub sealed_at: SystemTime,

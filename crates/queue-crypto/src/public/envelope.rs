@@ -313,13 +313,13 @@ fn lossy(id: &[u8]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UnverifiedHeader {
-    /// The suite.
+    /// The HPKE suite (KEM and AEAD) the header names.
     pub suite: HpkeSuite,
-    /// The recipient key id.
+    /// The recipient key id: which of the consumer's key pairs the message is sealed to.
     pub recipient_key_id: String,
     /// The sender key id (claimed: only the signature proves it).
     pub sender_key_id: String,
-    /// The envelope id.
+    /// The envelope's random 32-byte id: the replay guard's key.
     pub envelope_id: [u8; ENVELOPE_ID_LEN],
     /// The claimed seal time.
     pub sealed_at: SystemTime,
