@@ -96,7 +96,7 @@ impl MemoryProvider {
         let removed = self.broker.queues.write().remove(name);
         match removed {
             Some(queue) => {
-                queue.changed.notify_waiters();
+                queue.mark_deleted();
                 Ok(())
             }
             None => Err(QueueError::new(
@@ -153,9 +153,7 @@ impl MemoryProvider {
     }
 
     fn receipt_queue(&self, receipt: &Receipt) -> Result<(Arc<Queue>, MemoryReceipt)> {
-        let data = *receipt.data::<MemoryReceipt>(PROVIDER_NAME)?;
-        let queue = self.broker.find(receipt.queue())?;
-        Ok((queue, data))
+        self.broker.receipt_queue(receipt)
     }
 }
 
@@ -190,7 +188,7 @@ impl QueueProvider for MemoryProvider {
             let mut state = target.state.lock();
             state.send(message, Instant::now())?
         };
-        target.changed.notify_waiters();
+        target.wake();
         Ok(SendOutcome {
             message_id,
             sequence_number: Some(sequence_number),
@@ -215,7 +213,7 @@ impl QueueProvider for MemoryProvider {
                 }));
             }
         }
-        target.changed.notify_waiters();
+        target.wake();
         Ok(outcomes)
     }
 
@@ -227,19 +225,18 @@ impl QueueProvider for MemoryProvider {
         let max = check_max_messages(options.max_messages, self.capabilities())?;
         let source = self.broker.find(queue)?;
         let kind = LaneKind::from(options.sub_queue);
-        source.state.lock().check_plain_receive(kind)?;
-        let deliveries = self
-            .broker
+        let broker = &self.broker;
+        let received = broker
             .wait_for(&source, options.wait, |state, now| {
-                let deliveries = state.receive(kind, max, now);
-                Ok((!deliveries.is_empty()).then_some(deliveries))
+                state.check_plain_receive(kind)?;
+                let received = state.receive_with(kind, max, now, |delivery| {
+                    broker.received(&source, kind, None, delivery)
+                });
+                Ok((!received.is_empty()).then_some(received))
             })
             .await?
             .unwrap_or_default();
-        Ok(deliveries
-            .into_iter()
-            .map(|delivery| self.broker.received(&source, kind, None, delivery))
-            .collect())
+        Ok(received)
     }
 
     async fn peek(&self, queue: &QueueName, options: PeekOptions) -> Result<Vec<PeekedMessage>> {
@@ -350,7 +347,7 @@ impl QueueProvider for MemoryProvider {
         self.broker.closed.store(true, Ordering::Release);
         let queues: Vec<Arc<Queue>> = self.broker.queues.read().values().cloned().collect();
         for queue in queues {
-            queue.changed.notify_waiters();
+            queue.wake_all();
         }
         Ok(())
     }

@@ -53,13 +53,13 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct QueueArg {
-    /// The queue.
+    /// The queue's name, as the provider knows it (checked before any call).
     pub(crate) queue: String,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct PeekArgs {
-    /// The queue.
+    /// The queue's name, as the provider knows it (checked before any call).
     pub(crate) queue: String,
     /// How many messages at most.
     #[arg(long, default_value_t = 10)]
@@ -77,7 +77,7 @@ pub(crate) struct PeekArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct SendArgs {
-    /// The queue.
+    /// The queue's name, as the provider knows it (checked before any call).
     pub(crate) queue: String,
     /// The body as text.
     #[arg(long, conflicts_with = "file")]
