@@ -205,6 +205,49 @@ mod tests {
     }
 
     #[test]
+    fn our_emulator_entities_declare_every_test_queue() {
+        let entities = include_str!("../emulator-entities.toml");
+        for queue in TEST_QUEUES {
+            let entry = format!("name = \"{}\"", queue.name);
+            let start = entities
+                .find(&format!("{entry}\n"))
+                .unwrap_or_else(|| panic!("{} is missing", queue.name));
+            let end = entities[start..]
+                .find("[[queues]]")
+                .map_or(entities.len(), |end| start + end);
+            let block = &entities[start..end];
+            assert!(
+                block.contains(&format!("lock_duration = \"{}s\"", queue.lock_seconds)),
+                "{block}"
+            );
+            assert!(
+                block.contains(&format!(
+                    "max_delivery_count = {}",
+                    queue.max_delivery_count
+                )),
+                "{block}"
+            );
+            assert_eq!(
+                block.contains("requires_session = true"),
+                queue.sessions,
+                "{block}"
+            );
+            assert_eq!(
+                block.contains("dead_lettering_on_message_expiration = true"),
+                queue.dead_letter_on_expiration,
+                "{block}"
+            );
+            match queue.default_ttl_seconds {
+                Some(seconds) => assert!(
+                    block.contains(&format!("default_message_time_to_live = \"{seconds}s\"")),
+                    "{block}"
+                ),
+                None => assert!(!block.contains("default_message_time_to_live"), "{block}"),
+            }
+        }
+    }
+
+    #[test]
     fn the_emulator_config_declares_every_test_queue() {
         let config = include_str!("../emulator-config.json");
         for queue in TEST_QUEUES {
