@@ -122,6 +122,10 @@ pub(super) struct Sending {
     pub(super) feed: Feed,
     /// The client's source address (replies may be routed by it).
     pub(super) address: Option<String>,
+    /// The client's target address: its node address, where most clients (fe2o3-amqp's
+    /// management client, .NET, Go; Python uses `<entity>/$management` for both) point a
+    /// request's `reply-to`, unique per reply link even when several share a node.
+    pub(super) reply_address: Option<String>,
     pub(super) credit: u32,
     pub(super) delivery_count: u32,
     pub(super) drain: bool,
@@ -566,6 +570,7 @@ impl Connection {
         locked_until_ticks: Option<i64>,
     ) -> Result<(), Failure> {
         let address = source_address(&attach).map(str::to_owned);
+        let reply_address = target_address(&attach).map(str::to_owned);
         let link = self.links.get_mut(&id).ok_or_else(gone)?;
         let (channel, local_handle) = (link.channel, link.local_handle);
         let max_message_size = match &feed {
@@ -606,6 +611,7 @@ impl Connection {
         link.role = LinkRole::Sending(Sending {
             feed,
             address,
+            reply_address,
             credit: 0,
             delivery_count: 0,
             drain: false,

@@ -1,7 +1,10 @@
 //! Requests to the `$management` and `$cbs` nodes, and the routing of their replies.
 //!
-//! A reply goes to the link on this connection whose source is the request's `reply-to`
-//! (Python uses `<entity>/$management` for both), else to the reply link of the same node:
+//! A reply goes to the link on this connection whose target (the client's node address) is the
+//! request's `reply-to`, else whose source is (Python uses `<entity>/$management` for
+//! `reply-to`, source and target alike), else to the reply link of the same node: with several
+//! reply links on one node (the Rust SDK opens one per sender and per receiver), only the
+//! target tells them apart. Without `reply-to`:
 //! Python's CBS requests carry no `reply-to`, and Java reuses one reply address on every
 //! connection, so replies are routed per connection, never by address alone.
 
@@ -54,6 +57,7 @@ impl Connection {
     ) -> Result<(), ProtocolError> {
         let is_reply_link =
             |feed: &Feed, wanted: &str| matches!(feed, Feed::Replies { key, .. } if key == wanted);
+        let mut by_reply_address = None;
         let mut by_address = None;
         let mut by_node = None;
         for (id, link) in &self.links {
@@ -63,6 +67,9 @@ impl Connection {
             if !matches!(sending.feed, Feed::Replies { .. }) {
                 continue;
             }
+            if reply_to.is_some() && sending.reply_address.as_deref() == reply_to {
+                by_reply_address = Some(*id);
+            }
             if reply_to.is_some() && sending.address.as_deref() == reply_to {
                 by_address = Some(*id);
             }
@@ -71,7 +78,7 @@ impl Connection {
                 by_node = Some(*id);
             }
         }
-        let Some(id) = by_address.or(by_node) else {
+        let Some(id) = by_reply_address.or(by_address).or(by_node) else {
             tracing::debug!(key, "a reply with no reply link to go to was dropped");
             return Ok(());
         };
