@@ -21,6 +21,11 @@ pub use key_ring::{KeyRing, KeyRingOptions};
 pub use source::{EnvKeys, FileKeys, KeySource, StaticKeys};
 pub use store::{DocumentStore, FileDocument, StoredKeys};
 
+/// The counter of failed key-source reads (`metrics` facade), labelled `key_source` (its name)
+/// and `fallback` (`last_good` when the last good keyset stayed in use, `none` when there was
+/// none: a startup failure). Listed with every metric name in `queue_runtime::telemetry::metric`.
+pub const KEY_SOURCE_FAILURES: &str = "queue_key_source_failures_total";
+
 #[cfg(feature = "aws")]
 pub use aws::{AwsSettings, AwsStaticCredentials};
 #[cfg(feature = "azure-key-vault")]
