@@ -110,6 +110,7 @@
 //!
 //! Validation reports every invalid field with its path, not only the first.
 
+mod key_sources;
 mod providers;
 mod resilience;
 mod security;
