@@ -72,7 +72,7 @@ pub(crate) fn keys() -> Keys {
 }
 
 /// The context the seeds were sealed for.
-pub(crate) fn context() -> Context {
+pub(crate) fn context() -> Context<'static> {
     Context::new("fuzz-queue")
         .with_session_id("session-1")
         .with_property("kind", "seed")
@@ -81,7 +81,7 @@ pub(crate) fn context() -> Context {
 /// Opens `data` as both versions and peeks at both headers; every call must return, never
 /// panic. At most one version opens it, the one its version byte names, and whatever opens has a
 /// header that peeks to the same ids, times and length. Returns the plaintext when `data` opens.
-pub(crate) fn check(keys: &Keys, context: &Context, data: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn check(keys: &Keys, context: &Context<'_>, data: &[u8]) -> Option<Vec<u8>> {
     let v1 = check_v1(&keys.v1, context, data);
     let v2 = check_v2(&keys.v2, context, data);
     match (v1, v2) {
@@ -98,7 +98,7 @@ pub(crate) fn check(keys: &Keys, context: &Context, data: &[u8]) -> Option<Vec<u
     }
 }
 
-fn check_v1(keyset: &Keyset, context: &Context, data: &[u8]) -> Option<Vec<u8>> {
+fn check_v1(keyset: &Keyset, context: &Context<'_>, data: &[u8]) -> Option<Vec<u8>> {
     let header = peek_header(data);
     let opened = open(keyset, data, context).ok()?;
     let Ok(header) = header else {
@@ -112,7 +112,7 @@ fn check_v1(keyset: &Keyset, context: &Context, data: &[u8]) -> Option<Vec<u8>> 
     Some(opened.into_plaintext())
 }
 
-fn check_v2(consumer: &ConsumerKeyset, context: &Context, data: &[u8]) -> Option<Vec<u8>> {
+fn check_v2(consumer: &ConsumerKeyset, context: &Context<'_>, data: &[u8]) -> Option<Vec<u8>> {
     let header = public::peek_header(data);
     let opened = public::open(consumer, data, context).ok()?;
     let Ok(header) = header else {

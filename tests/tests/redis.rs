@@ -593,7 +593,10 @@ async fn run_consumer_process() {
                 .append(true)
                 .open(&out)
                 .unwrap();
-            writeln!(file, "{}", String::from_utf8_lossy(message.body())).unwrap();
+            // One write per line: `writeln!` writes the body and the newline separately, and
+            // the process's other tasks append to the same file between the two.
+            let line = format!("{}\n", String::from_utf8_lossy(message.body()));
+            file.write_all(line.as_bytes()).unwrap();
             Outcome::Complete
         }
     };

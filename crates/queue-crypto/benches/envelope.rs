@@ -45,7 +45,7 @@ fn keyset() -> Keyset {
     .expect("valid keyset")
 }
 
-fn context() -> Context {
+fn context() -> Context<'static> {
     Context::new("pr-events")
         .with_session_id("octo-org/widgets#42")
         .with_message_id("3f1e8d8a-8c55-4b1e-9f0e-0d4c3a2b1c00")

@@ -1,5 +1,6 @@
 //! The context an envelope is bound to, and its one canonical encoding.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::error::{CryptoError, Result};
@@ -14,20 +15,23 @@ pub const MAX_CONTEXT_LEN: usize = 1024 * 1024;
 ///
 /// An absent field and an empty one are different values. Properties are ordered by key, so the
 /// order they were added in does not matter.
+///
+/// Every field borrows what it is given when it can (`&str`) and owns it otherwise (`String`),
+/// so binding a message's own metadata copies nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Context {
-    channel: String,
-    session_id: Option<String>,
-    correlation_id: Option<String>,
-    content_type: Option<String>,
-    message_id: Option<String>,
-    properties: BTreeMap<String, String>,
+pub struct Context<'a> {
+    channel: Cow<'a, str>,
+    session_id: Option<Cow<'a, str>>,
+    correlation_id: Option<Cow<'a, str>>,
+    content_type: Option<Cow<'a, str>>,
+    message_id: Option<Cow<'a, str>>,
+    properties: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
 }
 
-impl Context {
+impl<'a> Context<'a> {
     /// A context for the logical channel (the queue's name, or a topic, or an HTTP route).
     /// The channel must not be empty.
-    pub fn new(channel: impl Into<String>) -> Self {
+    pub fn new(channel: impl Into<Cow<'a, str>>) -> Self {
         Context {
             channel: channel.into(),
             ..Context::default()
@@ -36,35 +40,39 @@ impl Context {
 
     /// Binds the session (SQS message group) id.
     #[must_use]
-    pub fn with_session_id(mut self, session_id: impl Into<String>) -> Self {
+    pub fn with_session_id(mut self, session_id: impl Into<Cow<'a, str>>) -> Self {
         self.session_id = Some(session_id.into());
         self
     }
 
     /// Binds the correlation id.
     #[must_use]
-    pub fn with_correlation_id(mut self, correlation_id: impl Into<String>) -> Self {
+    pub fn with_correlation_id(mut self, correlation_id: impl Into<Cow<'a, str>>) -> Self {
         self.correlation_id = Some(correlation_id.into());
         self
     }
 
     /// Binds the content type.
     #[must_use]
-    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+    pub fn with_content_type(mut self, content_type: impl Into<Cow<'a, str>>) -> Self {
         self.content_type = Some(content_type.into());
         self
     }
 
     /// Binds the transport's message id (the one the sender chose, not one a broker assigns).
     #[must_use]
-    pub fn with_message_id(mut self, message_id: impl Into<String>) -> Self {
+    pub fn with_message_id(mut self, message_id: impl Into<Cow<'a, str>>) -> Self {
         self.message_id = Some(message_id.into());
         self
     }
 
     /// Binds an application property; a second value for the same key replaces the first.
     #[must_use]
-    pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_property(
+        mut self,
+        key: impl Into<Cow<'a, str>>,
+        value: impl Into<Cow<'a, str>>,
+    ) -> Self {
         self.properties.insert(key.into(), value.into());
         self
     }
@@ -73,8 +81,8 @@ impl Context {
     #[must_use]
     pub fn with_properties<K, V>(mut self, properties: impl IntoIterator<Item = (K, V)>) -> Self
     where
-        K: Into<String>,
-        V: Into<String>,
+        K: Into<Cow<'a, str>>,
+        V: Into<Cow<'a, str>>,
     {
         self.properties.extend(
             properties
@@ -94,12 +102,12 @@ impl Context {
         properties: impl IntoIterator<Item = (K, V)>,
     ) -> Result<Self>
     where
-        K: Into<String>,
-        V: Into<String>,
+        K: Into<Cow<'a, str>>,
+        V: Into<Cow<'a, str>>,
     {
         for (key, value) in properties {
             let key = key.into();
-            if self.properties.contains_key(&key) {
+            if self.properties.contains_key(key.as_ref()) {
                 return Err(CryptoError::InvalidContext(format!(
                     "the property {key:?} appears twice"
                 )));
@@ -109,7 +117,7 @@ impl Context {
         Ok(self)
     }
 
-    /// The channel.
+    /// The channel: the queue (or topic, or route) the envelope is bound to.
     pub fn channel(&self) -> &str {
         &self.channel
     }
@@ -135,13 +143,14 @@ impl Context {
     }
 
     /// The properties, ordered by key.
-    pub fn properties(&self) -> &BTreeMap<String, String> {
+    pub fn properties(&self) -> &BTreeMap<Cow<'a, str>, Cow<'a, str>> {
         &self.properties
     }
 
     /// The encoded length, without encoding.
     fn encoded_len(&self) -> usize {
-        let optional = |field: &Option<String>| 1 + field.as_ref().map_or(0, |text| 4 + text.len());
+        let optional =
+            |field: &Option<Cow<'a, str>>| 1 + field.as_ref().map_or(0, |text| 4 + text.len());
         4 + self.channel.len()
             + optional(&self.session_id)
             + optional(&self.correlation_id)
@@ -227,7 +236,7 @@ fn put_u32(out: &mut Vec<u8>, value: usize) {
 mod tests {
     use super::*;
 
-    fn encode(context: &Context) -> Vec<u8> {
+    fn encode(context: &Context<'_>) -> Vec<u8> {
         let mut out = Vec::new();
         context.encode_into(&mut out).unwrap();
         assert_eq!(out.len(), context.encoded_len());

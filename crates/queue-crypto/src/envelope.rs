@@ -104,7 +104,12 @@ impl Sealer {
     }
 
     /// Seals `plaintext` under the keyset's primary key, bound to `context`.
-    pub fn seal(&self, keyset: &Keyset, plaintext: &[u8], context: &Context) -> Result<Vec<u8>> {
+    pub fn seal(
+        &self,
+        keyset: &Keyset,
+        plaintext: &[u8],
+        context: &Context<'_>,
+    ) -> Result<Vec<u8>> {
         self.seal_inner(keyset, plaintext, context, None)
     }
 
@@ -114,7 +119,7 @@ impl Sealer {
         &self,
         keyset: &Keyset,
         plaintext: &[u8],
-        context: &Context,
+        context: &Context<'_>,
         not_before: SystemTime,
     ) -> Result<Vec<u8>> {
         self.seal_inner(keyset, plaintext, context, Some(not_before))
@@ -124,7 +129,7 @@ impl Sealer {
         &self,
         keyset: &Keyset,
         plaintext: &[u8],
-        context: &Context,
+        context: &Context<'_>,
         not_before: Option<SystemTime>,
     ) -> Result<Vec<u8>> {
         check_plaintext_len(plaintext.len())?;
@@ -170,7 +175,7 @@ impl Sealer {
 
 /// Seals `plaintext` under the keyset's primary key, bound to `context`, with AES-256-GCM, the
 /// system clock and a random envelope id.
-pub fn seal(keyset: &Keyset, plaintext: &[u8], context: &Context) -> Result<Vec<u8>> {
+pub fn seal(keyset: &Keyset, plaintext: &[u8], context: &Context<'_>) -> Result<Vec<u8>> {
     Sealer::default().seal(keyset, plaintext, context)
 }
 
@@ -189,7 +194,7 @@ pub struct Opened {
 macro_rules! opened_methods {
     ($opened:ty) => {
         impl $opened {
-            /// The plaintext.
+            /// The opened body: authenticated, and zeroed when this value is dropped.
             pub fn plaintext(&self) -> &[u8] {
                 &self.plaintext
             }
@@ -257,7 +262,7 @@ impl fmt::Debug for Opened {
 /// (both [`DecryptFailed`](CryptoError::DecryptFailed)); finally the key's `not_after` against
 /// the authenticated seal time ([`KeyExpired`](CryptoError::KeyExpired)). No plaintext leaves a
 /// failed open: the buffer is zeroed.
-pub fn open(keyset: &Keyset, envelope: &[u8], context: &Context) -> Result<Opened> {
+pub fn open(keyset: &Keyset, envelope: &[u8], context: &Context<'_>) -> Result<Opened> {
     context.check()?;
     let header = parse(envelope)?;
     let key = keyset.find(header.key_id).ok_or_else(|| {
@@ -326,7 +331,7 @@ pub struct UnverifiedHeader {
     pub suite: Suite,
     /// The key id (printable ASCII, checked).
     pub key_id: String,
-    /// The envelope id.
+    /// The envelope's random 32-byte id: the replay guard's key and the key derivation's salt.
     pub envelope_id: [u8; ENVELOPE_ID_LEN],
     /// The claimed seal time.
     pub sealed_at: SystemTime,
@@ -412,7 +417,7 @@ fn zero_nonce() -> Nonce {
 }
 
 /// `AAD = header || encode(context)`: the whole header, commitment included, then the context.
-pub(crate) fn associated_data(header: &[u8], context: &Context) -> Result<Vec<u8>> {
+pub(crate) fn associated_data(header: &[u8], context: &Context<'_>) -> Result<Vec<u8>> {
     let mut aad = Vec::with_capacity(header.len() + 256);
     aad.extend_from_slice(header);
     context.encode_into(&mut aad)?;

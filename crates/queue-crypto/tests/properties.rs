@@ -12,7 +12,7 @@ use queue_crypto::public::{self, Kem};
 use queue_crypto::{Context, MAGIC, Sealer, open, peek_header};
 use support::{SUITES, keyset, shared_parties};
 
-fn context() -> impl Strategy<Value = Context> {
+fn context() -> impl Strategy<Value = Context<'static>> {
     (
         "[a-z0-9/._-]{1,40}",
         proptest::option::of(".{0,20}"),

@@ -152,7 +152,7 @@ struct VectorContext {
 }
 
 impl VectorContext {
-    fn to_context(&self) -> Context {
+    fn to_context(&self) -> Context<'_> {
         let mut context = Context::new(&self.channel).with_properties(self.properties.clone());
         if let Some(value) = &self.session_id {
             context = context.with_session_id(value);

@@ -262,7 +262,7 @@ fn data_keyset(data_key: &[u8], source_name: &str) -> Result<Keyset> {
     )])?)
 }
 
-fn seal_context(kms_key_arn: &str) -> Context {
+fn seal_context(kms_key_arn: &str) -> Context<'_> {
     Context::new(SEAL_CHANNEL).with_property("kms_key_id", kms_key_arn)
 }
 

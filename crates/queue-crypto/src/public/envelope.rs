@@ -91,7 +91,7 @@ impl Sealer {
         &self,
         keys: &ProducerKeyset,
         plaintext: &[u8],
-        context: &Context,
+        context: &Context<'_>,
     ) -> Result<Vec<u8>> {
         self.seal_inner(keys, plaintext, context, None)
     }
@@ -102,7 +102,7 @@ impl Sealer {
         &self,
         keys: &ProducerKeyset,
         plaintext: &[u8],
-        context: &Context,
+        context: &Context<'_>,
         not_before: SystemTime,
     ) -> Result<Vec<u8>> {
         self.seal_inner(keys, plaintext, context, Some(not_before))
@@ -112,7 +112,7 @@ impl Sealer {
         &self,
         keys: &ProducerKeyset,
         plaintext: &[u8],
-        context: &Context,
+        context: &Context<'_>,
         not_before: Option<SystemTime>,
     ) -> Result<Vec<u8>> {
         check_plaintext_len(plaintext.len())?;
@@ -164,7 +164,7 @@ impl Sealer {
 
 /// Seals `plaintext` to the keyset's primary recipient key, signed with its primary signing key,
 /// bound to `context`, with AES-256-GCM, the system clock and fresh randomness.
-pub fn seal(keys: &ProducerKeyset, plaintext: &[u8], context: &Context) -> Result<Vec<u8>> {
+pub fn seal(keys: &ProducerKeyset, plaintext: &[u8], context: &Context<'_>) -> Result<Vec<u8>> {
     Sealer::default().seal(keys, plaintext, context)
 }
 
@@ -244,7 +244,7 @@ impl fmt::Debug for Opened {
 ///    ([`DecryptFailed`](CryptoError::DecryptFailed); the buffer is zeroed).
 ///
 /// Every check happens before anything is decrypted.
-pub fn open(keys: &ConsumerKeyset, envelope: &[u8], context: &Context) -> Result<Opened> {
+pub fn open(keys: &ConsumerKeyset, envelope: &[u8], context: &Context<'_>) -> Result<Opened> {
     context.check()?;
     let header = parse(envelope)?;
     let pair = keys
@@ -313,13 +313,13 @@ fn lossy(id: &[u8]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UnverifiedHeader {
-    /// The suite.
+    /// The HPKE suite (KEM and AEAD) the header names.
     pub suite: HpkeSuite,
-    /// The recipient key id.
+    /// The recipient key id: which of the consumer's key pairs the message is sealed to.
     pub recipient_key_id: String,
     /// The sender key id (claimed: only the signature proves it).
     pub sender_key_id: String,
-    /// The envelope id.
+    /// The envelope's random 32-byte id: the replay guard's key.
     pub envelope_id: [u8; ENVELOPE_ID_LEN],
     /// The claimed seal time.
     pub sealed_at: SystemTime,

@@ -85,7 +85,7 @@ impl RecipientKeyPair {
         })
     }
 
-    /// The KEM.
+    /// The key encapsulation mechanism this key is for (X25519 or X-Wing).
     pub fn kem(&self) -> Kem {
         self.kem
     }
@@ -159,7 +159,7 @@ impl RecipientPublicKey {
         })
     }
 
-    /// The KEM.
+    /// The key encapsulation mechanism this key is for (X25519 or X-Wing).
     pub fn kem(&self) -> Kem {
         self.kem
     }
@@ -290,7 +290,7 @@ impl SenderPublicKey {
         })
     }
 
-    /// The 32 bytes.
+    /// The 32-byte Ed25519 public key, as the trust list and the keys tool write it.
     pub fn as_bytes(&self) -> &[u8; SEED_LEN] {
         &self.bytes
     }

@@ -37,7 +37,7 @@ pub fn keyset() -> Keyset {
 }
 
 /// A context with every field and two properties.
-pub fn full_context() -> Context {
+pub fn full_context() -> Context<'static> {
     Context::new("pr-events")
         .with_session_id("repo/123")
         .with_correlation_id("delivery-9")
@@ -147,7 +147,7 @@ pub fn shared_parties(kem: Kem) -> &'static PublicParties {
 pub const KEMS: [Kem; 2] = [Kem::X25519HkdfSha256, Kem::XWing];
 
 /// The context encoding as docs/envelope.md specifies it, written independently of the crate.
-pub fn encode_context(context: &Context) -> Vec<u8> {
+pub fn encode_context(context: &Context<'_>) -> Vec<u8> {
     fn put(out: &mut Vec<u8>, text: &str) {
         out.extend_from_slice(&(text.len() as u32).to_be_bytes());
         out.extend_from_slice(text.as_bytes());
@@ -169,7 +169,7 @@ pub fn encode_context(context: &Context) -> Vec<u8> {
         }
     }
     // Keys ascending by their UTF-8 bytes (said explicitly, not left to the map's order).
-    let mut properties: Vec<(&String, &String)> = context.properties().iter().collect();
+    let mut properties: Vec<_> = context.properties().iter().collect();
     properties.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     out.extend_from_slice(&(properties.len() as u32).to_be_bytes());
     for (key, value) in properties {
@@ -181,7 +181,7 @@ pub fn encode_context(context: &Context) -> Vec<u8> {
 
 /// A version 2 envelope's signature, made as docs/envelope.md specifies it with raw `ring`:
 /// Ed25519 over `label || header || context || SHA-256(HPKE ciphertext)`.
-pub fn sign_v2(seed: &[u8; 32], header: &[u8], context: &Context, body: &[u8]) -> Vec<u8> {
+pub fn sign_v2(seed: &[u8; 32], header: &[u8], context: &Context<'_>, body: &[u8]) -> Vec<u8> {
     let pair = ring::signature::Ed25519KeyPair::from_seed_unchecked(seed).unwrap();
     let digest = ring::digest::digest(&ring::digest::SHA256, body);
     let message = [

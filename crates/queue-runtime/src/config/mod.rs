@@ -253,7 +253,8 @@ impl ClientConfig {
         let text = std::fs::read_to_string(path).map_err(|error| {
             ConfigError::single(path.display().to_string(), format!("cannot read: {error}"))
         })?;
-        Self::from_toml_str(&text).map_err(|error| error.within(&format!("{}:", path.display())))
+        Self::from_toml_str(&text)
+            .map_err(|error| error.with_prefix(&format!("{}: ", path.display())))
     }
 
     /// Reads the configuration from the process environment (see the module documentation).

@@ -19,11 +19,13 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisReplayStore, RedisStoreOptions};
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use moka::ops::compute::Op;
+use parking_lot::Mutex;
 use queue_core::{QueueError, QueueName, ReplayClaim};
 
 /// What a store knows of one envelope id when a delivery tries to claim it.
@@ -95,19 +97,23 @@ pub trait ReplayStore: Send + Sync + fmt::Debug {
 /// How many envelope ids (claimed or completed) the in-process store keeps by default.
 pub const DEFAULT_REPLAY_CAPACITY: u64 = 100_000;
 
-/// The replay guard of one process: a bounded cache (moka) of claims and completed ids.
+/// The replay guard of one process: a bounded table of claims and completed ids, behind one
+/// short lock.
 ///
-/// Each entry lives as long as it means something (a claim until its end, a completion for
-/// its queue's horizon) or until the cache is full and evicts it. Consumers in other processes
-/// do not see it: use a shared store when several consumers compete on a queue.
+/// Each entry lives as long as it means something (a claim until a little past its end, a
+/// completion for its queue's horizon, both in real time). When the table is full, the entry
+/// written longest ago goes first: the oldest completion is the one least likely to see a copy
+/// still judged fresh. Consumers in other processes do not see it: use a shared store when
+/// several consumers compete on a queue.
 pub struct InProcessReplayStore {
-    entries: moka::sync::Cache<[u8; 32], Entry>,
+    capacity: usize,
+    table: Mutex<Table>,
 }
 
 impl fmt::Debug for InProcessReplayStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InProcessReplayStore")
-            .field("capacity", &self.entries.policy().max_capacity())
+            .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }
 }
@@ -122,14 +128,147 @@ impl InProcessReplayStore {
     /// A store remembering at most `capacity` envelope ids. Size it above the number of
     /// messages completed per freshness window.
     pub fn with_capacity(capacity: u64) -> Self {
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         InProcessReplayStore {
-            entries: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(EntryLifetime)
-                .build(),
+            capacity,
+            table: Mutex::new(Table::default()),
+        }
+    }
+
+    /// Runs `f` on the live entry of `id` (an expired one counts as none), and writes, keeps or
+    /// removes it as `f` says.
+    fn update<T>(&self, id: &[u8; 32], f: impl FnOnce(Option<&Entry>) -> (Op, T)) -> T {
+        let now = Instant::now();
+        let mut table = self.table.lock();
+        let live = table
+            .entries
+            .get(&EnvelopeId(*id))
+            .filter(|slot| slot.expires_at > now)
+            .map(|slot| &slot.entry);
+        let (op, result) = f(live);
+        match op {
+            Op::Keep => {}
+            Op::Write(entry) => table.write(*id, entry, now, self.capacity),
+            Op::Remove => {
+                table.entries.remove(&EnvelopeId(*id));
+            }
+        }
+        result
+    }
+}
+
+/// What to do with an entry after looking at it.
+enum Op {
+    Keep,
+    Write(Entry),
+    Remove,
+}
+
+/// An envelope id as a table key. Ids are 32 random bytes drawn by whoever sealed the message,
+/// and only ids of authenticated envelopes are ever stored, so their first eight bytes are
+/// already a good hash: no SipHash over all 32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EnvelopeId([u8; 32]);
+
+impl Hash for EnvelopeId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut first = [0_u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
+/// Passes the `u64` it is given through (see [`EnvelopeId`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    entry: Entry,
+    /// When the entry stops meaning anything (real time).
+    expires_at: Instant,
+    /// Which write of this id the slot holds, to tell current entries of `order` from stale ones.
+    write: u64,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    entries: HashMap<EnvelopeId, Slot, BuildHasherDefault<PassThrough>>,
+    /// `(id, write)` in the order they were written; entries rewritten or removed since are
+    /// stale and skipped.
+    order: VecDeque<(EnvelopeId, u64)>,
+    writes: u64,
+}
+
+impl Table {
+    fn write(&mut self, id: [u8; 32], entry: Entry, now: Instant, capacity: usize) {
+        self.writes += 1;
+        let write = self.writes;
+        let expires_at = now.checked_add(entry.keep_for).unwrap_or(now + FAR);
+        self.entries.insert(
+            EnvelopeId(id),
+            Slot {
+                entry,
+                expires_at,
+                write,
+            },
+        );
+        self.order.push_back((EnvelopeId(id), write));
+        // Drop what is stale, expired or over capacity from the front, a few at a time.
+        for _ in 0..4 {
+            let Some(&(front, front_write)) = self.order.front() else {
+                break;
+            };
+            match self.entries.get(&front) {
+                Some(slot) if slot.write == front_write => {
+                    if slot.expires_at > now && self.entries.len() <= capacity {
+                        break;
+                    }
+                    self.entries.remove(&front);
+                }
+                _ => {}
+            }
+            self.order.pop_front();
+        }
+        while self.entries.len() > capacity {
+            let Some((front, front_write)) = self.order.pop_front() else {
+                break;
+            };
+            if self
+                .entries
+                .get(&front)
+                .is_some_and(|slot| slot.write == front_write)
+            {
+                self.entries.remove(&front);
+            }
+        }
+        // Stale entries behind a long-lived one: compact once they outnumber the live ones.
+        if self.order.len() > 2 * self.entries.len() + 64 {
+            let entries = &self.entries;
+            self.order
+                .retain(|(id, write)| entries.get(id).is_some_and(|slot| slot.write == *write));
         }
     }
 }
+
+/// Where "never" is for an entry kept longer than an `Instant` can count.
+const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 #[derive(Debug, Clone, Copy)]
 enum State {
@@ -143,7 +282,7 @@ enum State {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     state: State,
-    /// How long the cache keeps the entry (real time): a claim a little past its end, a
+    /// How long the store keeps the entry (real time): a claim a little past its end, a
     /// completion for its horizon. Whether a claim still holds is judged by `until` against
     /// the caller's clock, not by this.
     keep_for: Duration,
@@ -161,29 +300,6 @@ impl Entry {
     }
 }
 
-struct EntryLifetime;
-
-impl moka::Expiry<[u8; 32], Entry> for EntryLifetime {
-    fn expire_after_create(
-        &self,
-        _key: &[u8; 32],
-        entry: &Entry,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(entry.keep_for)
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &[u8; 32],
-        entry: &Entry,
-        _updated_at: std::time::Instant,
-        _duration_until_expiry: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(entry.keep_for)
-    }
-}
-
 #[async_trait]
 impl ReplayStore for InProcessReplayStore {
     async fn claim(
@@ -193,31 +309,26 @@ impl ReplayStore for InProcessReplayStore {
         until: SystemTime,
         now: SystemTime,
     ) -> Result<ClaimOutcome, QueueError> {
-        let mut outcome = ClaimOutcome::Claimed;
-        self.entries
-            .entry(*key.envelope_id)
-            .and_compute_with(|existing| match existing.map(|entry| entry.into_value()) {
-                Some(Entry {
-                    state: State::Completed,
-                    ..
-                }) => {
-                    outcome = ClaimOutcome::Completed;
-                    Op::Nop
-                }
-                Some(Entry {
-                    state:
-                        State::Held {
-                            claim: other,
-                            until: held_until,
-                        },
-                    ..
-                }) if other != claim && held_until > now => {
-                    outcome = ClaimOutcome::HeldElsewhere { until: held_until };
-                    Op::Nop
-                }
-                _ => Op::Put(Entry::held(claim, until, now)),
-            });
-        Ok(outcome)
+        Ok(self.update(key.envelope_id, |existing| match existing {
+            Some(Entry {
+                state: State::Completed,
+                ..
+            }) => (Op::Keep, ClaimOutcome::Completed),
+            Some(Entry {
+                state:
+                    State::Held {
+                        claim: other,
+                        until: held_until,
+                    },
+                ..
+            }) if *other != claim && *held_until > now => {
+                (Op::Keep, ClaimOutcome::HeldElsewhere { until: *held_until })
+            }
+            _ => (
+                Op::Write(Entry::held(claim, until, now)),
+                ClaimOutcome::Claimed,
+            ),
+        }))
     }
 
     async fn extend(
@@ -227,32 +338,23 @@ impl ReplayStore for InProcessReplayStore {
         until: SystemTime,
         now: SystemTime,
     ) -> Result<bool, QueueError> {
-        let mut held = false;
-        self.entries
-            .entry(*key.envelope_id)
-            .and_compute_with(|existing| match existing.map(|entry| entry.into_value()) {
-                Some(Entry {
-                    state: State::Held { claim: holder, .. },
-                    ..
-                }) if holder == claim => {
-                    held = true;
-                    Op::Put(Entry::held(claim, until, now))
-                }
-                _ => Op::Nop,
-            });
-        Ok(held)
+        Ok(self.update(key.envelope_id, |existing| match existing {
+            Some(Entry {
+                state: State::Held { claim: holder, .. },
+                ..
+            }) if *holder == claim => (Op::Write(Entry::held(claim, until, now)), true),
+            _ => (Op::Keep, false),
+        }))
     }
 
     async fn release(&self, key: ReplayKey<'_>, claim: ReplayClaim) -> Result<(), QueueError> {
-        self.entries
-            .entry(*key.envelope_id)
-            .and_compute_with(|existing| match existing.map(|entry| entry.into_value()) {
-                Some(Entry {
-                    state: State::Held { claim: holder, .. },
-                    ..
-                }) if holder == claim => Op::Remove,
-                _ => Op::Nop,
-            });
+        self.update(key.envelope_id, |existing| match existing {
+            Some(Entry {
+                state: State::Held { claim: holder, .. },
+                ..
+            }) if *holder == claim => (Op::Remove, ()),
+            _ => (Op::Keep, ()),
+        });
         Ok(())
     }
 
@@ -262,13 +364,11 @@ impl ReplayStore for InProcessReplayStore {
         horizon: Duration,
         _now: SystemTime,
     ) -> Result<(), QueueError> {
-        self.entries.insert(
-            *key.envelope_id,
-            Entry {
-                state: State::Completed,
-                keep_for: horizon,
-            },
-        );
+        let entry = Entry {
+            state: State::Completed,
+            keep_for: horizon,
+        };
+        self.update(key.envelope_id, |_| (Op::Write(entry), ()));
         Ok(())
     }
 
@@ -377,5 +477,69 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+    #[tokio::test]
+    async fn a_full_store_forgets_the_entry_written_longest_ago() {
+        let store = InProcessReplayStore::with_capacity(3);
+        let queue = QueueName::new("q").unwrap();
+        let now = SystemTime::now();
+        let horizon = Duration::from_secs(600);
+        let ids: Vec<[u8; 32]> = (0..4_u8).map(|i| [i; 32]).collect();
+        for id in &ids[..3] {
+            store.complete(key(&queue, id), horizon, now).await.unwrap();
+        }
+        // Rewriting the oldest makes it the newest.
+        store
+            .complete(key(&queue, &ids[0]), horizon, now)
+            .await
+            .unwrap();
+        store
+            .complete(key(&queue, &ids[3]), horizon, now)
+            .await
+            .unwrap();
+        let until = now + Duration::from_secs(30);
+        let fresh = ReplayClaim::new(9);
+        let forgotten = store.claim(key(&queue, &ids[1]), fresh, until, now).await;
+        assert_eq!(forgotten.unwrap(), ClaimOutcome::Claimed);
+        for id in [&ids[0], &ids[3]] {
+            let outcome = store.claim(key(&queue, id), fresh, until, now).await;
+            assert_eq!(outcome.unwrap(), ClaimOutcome::Completed);
+        }
+        assert!(store.table.lock().entries.len() <= 3);
+    }
+
+    #[tokio::test]
+    async fn entries_end_after_they_are_kept_for_and_stale_order_entries_do_not_pile_up() {
+        let store = InProcessReplayStore::with_capacity(1_000);
+        let queue = QueueName::new("q").unwrap();
+        let now = SystemTime::now();
+        let id = [1_u8; 32];
+        store
+            .complete(key(&queue, &id), Duration::ZERO, now)
+            .await
+            .unwrap();
+        let outcome = store
+            .claim(key(&queue, &id), ReplayClaim::new(1), now, now)
+            .await;
+        assert_eq!(
+            outcome.unwrap(),
+            ClaimOutcome::Claimed,
+            "kept for zero: gone"
+        );
+        // One long-lived entry in front, many claims released behind it.
+        for i in 0..10_000_u32 {
+            let mut id = [2_u8; 32];
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            let claim = ReplayClaim::new(u128::from(i));
+            let until = now + Duration::from_secs(30);
+            store
+                .claim(key(&queue, &id), claim, until, now)
+                .await
+                .unwrap();
+            store.release(key(&queue, &id), claim).await.unwrap();
+        }
+        let table = store.table.lock();
+        assert!(table.entries.len() <= 1, "{}", table.entries.len());
+        assert!(table.order.len() <= 2 * table.entries.len() + 64 + 4);
     }
 }
