@@ -250,6 +250,19 @@ impl DocumentStore for KeyVaultSecret {
         )
     }
 
+    async fn exists(&self) -> Result<bool> {
+        let version = self.version.as_deref().unwrap_or("");
+        match self
+            .client
+            .get_secret(&self.secret_name, version, None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) if classify(error.kind()) == VaultFailure::NotFound => Ok(false),
+            Err(error) => Err(key_vault_error(&error, &self.name(), "GetSecret")),
+        }
+    }
+
     async fn write(&self, document: &[u8]) -> Result<()> {
         let name = self.name();
         let value = Zeroizing::new(

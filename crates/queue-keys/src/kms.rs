@@ -319,9 +319,10 @@ impl<S: DocumentStore> KmsKeys<S> {
     /// message sealed under it.
     ///
     /// # Errors
-    /// [`KeyError::Invalid`] when the store holds a document; KMS's or the store's error.
+    /// [`KeyError::Invalid`] when the store holds a document; KMS's or the store's error (also
+    /// when the store cannot tell whether it holds one: nothing is written then).
     pub async fn create(&self, kms_key_id: &str, first_key: KeyId) -> Result<KeysetDocument> {
-        if self.store.read().await.is_ok() {
+        if self.store.exists().await? {
             return Err(KeyError::Invalid {
                 source_name: self.name(),
                 reason: "it already holds a document; refusing to overwrite a keyset".to_owned(),

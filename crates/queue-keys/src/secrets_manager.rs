@@ -106,6 +106,24 @@ impl DocumentStore for SecretsManagerSecret {
         })
     }
 
+    async fn exists(&self) -> Result<bool> {
+        let described = self
+            .client
+            .describe_secret()
+            .secret_id(&self.secret_id)
+            .send()
+            .await;
+        match described {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(service))
+                if service.err().is_resource_not_found_exception() =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(key_error(&error, &self.name(), "DescribeSecret")),
+        }
+    }
+
     async fn write(&self, document: &[u8]) -> Result<()> {
         let text = Zeroizing::new(
             std::str::from_utf8(document)

@@ -40,6 +40,16 @@ pub trait DocumentStore: Send + Sync + fmt::Debug {
     /// is expected).
     async fn read(&self) -> Result<Zeroizing<Vec<u8>>>;
 
+    /// Whether the store holds a value: `Ok(false)` only when the store itself says there is
+    /// none (no file, no such secret), so that creating a keyset never overwrites one because a
+    /// read failed for another reason. The default reads, and never answers `false`.
+    ///
+    /// # Errors
+    /// The store's error when it cannot tell.
+    async fn exists(&self) -> Result<bool> {
+        self.read().await.map(|_| true)
+    }
+
     /// Makes `document` the current value.
     ///
     /// # Errors
@@ -55,6 +65,10 @@ impl<S: DocumentStore + ?Sized> DocumentStore for Arc<S> {
 
     async fn read(&self) -> Result<Zeroizing<Vec<u8>>> {
         (**self).read().await
+    }
+
+    async fn exists(&self) -> Result<bool> {
+        (**self).exists().await
     }
 
     async fn write(&self, document: &[u8]) -> Result<()> {
@@ -97,6 +111,18 @@ impl DocumentStore for FileDocument {
                     source_name: format!("file {}", path.display()),
                     reason: error.to_string(),
                 })
+        })
+        .await
+    }
+
+    async fn exists(&self) -> Result<bool> {
+        let path = self.path.clone();
+        let name = self.name();
+        blocking(&name, move || {
+            path.try_exists().map_err(|error| KeyError::Unavailable {
+                source_name: format!("file {}", path.display()),
+                reason: error.to_string(),
+            })
         })
         .await
     }

@@ -370,13 +370,29 @@ async fn a_kms_wrapped_keyset_in_secrets_manager() {
     let Some(endpoint) = endpoint() else { return };
     let (wrapper, arn) = kms(&endpoint).await;
     let secret = secret(&endpoint, "wrapped").await;
-    let keys = KmsKeys::new(wrapper, secret.clone());
+    let keys = KmsKeys::new(wrapper.clone(), secret.clone());
     let created = keys.create(&arn, id("k1")).await.unwrap();
     let at_rest = secret.read().await.unwrap();
     let at_rest = String::from_utf8(at_rest.to_vec()).unwrap();
     for form in material_forms(&created) {
         assert!(!at_rest.contains(&form), "key material at rest");
     }
+    // Never overwritten: not when the secret holds a document, not when the store cannot tell.
+    assert!(matches!(
+        keys.create(&arn, id("k9")).await,
+        Err(KeyError::Invalid { .. })
+    ));
+    let nowhere = SecretsManagerSecret::connect(
+        &AwsSettings::local_server("http://127.0.0.1:9").with_max_attempts(1),
+        "nowhere",
+    )
+    .await
+    .unwrap();
+    let error = KmsKeys::new(wrapper, nowhere)
+        .create(&arn, id("k1"))
+        .await
+        .unwrap_err();
+    assert!(error.is_transient(), "{error}");
     let ring = KeyRing::new(Arc::new(keys));
     assert_eq!(
         ids(&ring.keyset().await.unwrap()),
