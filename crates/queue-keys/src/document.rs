@@ -16,7 +16,6 @@
 //! (refused). `created` and `not_after` are optional RFC 3339 times. The same document, base64
 //! encoded, is what the environment source reads.
 
-use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -170,34 +169,7 @@ impl KeysetDocument {
     /// rename), readable by the owner only, so a process re-reading the file never sees half of
     /// it.
     pub fn write_file(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let unavailable = |error: std::io::Error| KeyError::Unavailable {
-            source_name: format!("file {}", path.display()),
-            reason: error.to_string(),
-        };
-        let json = self.to_json()?;
-        let directory = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        let file_name = path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "keyset".to_owned());
-        let temporary = directory.join(format!(".{file_name}.{}.tmp", std::process::id()));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let written = options.open(&temporary).and_then(|mut file| {
-            file.write_all(&json)?;
-            file.sync_all()
-        });
-        if let Err(error) = written.and_then(|()| std::fs::rename(&temporary, path)) {
-            let _ = std::fs::remove_file(&temporary);
-            return Err(unavailable(error));
-        }
-        Ok(())
+        crate::store::write_private_file(path.as_ref(), &self.to_json()?)
     }
 
     /// The keys, in file order.

@@ -254,6 +254,12 @@ impl KeyRing {
             }
             Err(error) => {
                 let last_good = self.last_good.read().clone();
+                metrics::counter!(
+                    crate::KEY_SOURCE_FAILURES,
+                    "key_source" => self.source.name(),
+                    "fallback" => if last_good.is_some() { "last_good" } else { "none" },
+                )
+                .increment(1);
                 match last_good {
                     Some(keyset) => {
                         warn!(

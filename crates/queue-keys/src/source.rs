@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use queue_crypto::Keyset;
 use zeroize::Zeroizing;
 
@@ -85,16 +83,7 @@ impl EnvKeys {
                 reason: error.to_string(),
             }
         })?);
-        let trimmed = value.trim();
-        let json = if trimmed.starts_with('{') {
-            Zeroizing::new(trimmed.as_bytes().to_vec())
-        } else {
-            Zeroizing::new(STANDARD.decode(trimmed).map_err(|_| KeyError::Invalid {
-                source_name: self.name(),
-                reason: "the value is neither a JSON keyset nor base64".to_owned(),
-            })?)
-        };
-        Ok(KeysetDocument::parse(&json, &self.name())?.into_keyset())
+        Ok(crate::store::parse_document_text(value.as_bytes(), &self.name())?.into_keyset())
     }
 }
 

@@ -56,6 +56,8 @@ pub mod metric {
     pub const PROCESSOR_LOCK_RENEWALS: &str = "queue_processor_lock_renewals_total";
     /// Counter, labels `queue`, `reason`: messages the processor dead-lettered, by reason.
     pub const PROCESSOR_DEAD_LETTERED: &str = "queue_processor_dead_lettered_total";
+    /// Counter: failed key-source reads (`key_source`, `fallback` = `last_good` | `none`).
+    pub const KEY_SOURCE_FAILURES: &str = queue_keys::KEY_SOURCE_FAILURES;
 }
 
 /// The handles of the metrics recorded on every message of one queue, resolved once: a message

@@ -1,16 +1,17 @@
 //! No key material and no connection-string secret in any log line or `Debug` output, across a
-//! full run: sealing, opening, rotation, refusals, a broken key file, webhook verification.
+//! full run: sealing, opening, rotation, refusals, a broken key file, webhook verification. The
+//! key sources in the cloud (Secrets Manager, KMS-wrapped keysets) get the same check against moto
+//! in `tests/tests/key_sources.rs` (the facade's tests compile no cloud SDK).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use queue_runtime::config::Secret;
 use queue_runtime::core::QueueProvider;
 use queue_runtime::crypto::KeyId;
@@ -18,40 +19,6 @@ use queue_runtime::keys::{FileKeys, KeyRing, KeyRingOptions, KeysetDocument};
 use queue_runtime::prelude::*;
 use queue_runtime::webhook::{WebhookSecret, sign_github_payload, verify_github_signature};
 use support::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Every printable form a 32-byte key (or any secret) could take in a log.
-fn forms(secret: &[u8]) -> Vec<String> {
-    let mut forms = vec![
-        hex::encode(secret),
-        hex::encode_upper(secret),
-        STANDARD.encode(secret),
-        STANDARD_NO_PAD.encode(secret),
-        URL_SAFE.encode(secret),
-        URL_SAFE_NO_PAD.encode(secret),
-        format!("{secret:?}"),
-    ];
-    if let Ok(text) = std::str::from_utf8(secret) {
-        forms.push(text.to_owned());
-    }
-    // Long enough to be a leak, short enough to catch a truncated print.
-    forms
-        .into_iter()
-        .map(|form| form[..form.len().min(24)].to_owned())
-        .collect()
-}
 
 #[tokio::test]
 async fn no_secret_appears_in_logs_or_debug_output() {

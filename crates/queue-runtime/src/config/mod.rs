@@ -72,6 +72,10 @@
 //! # default, secure one and may be left out.
 //! [security]
 //! key_file = "/etc/queue-runtime/keys.json"   # or: key_env = "QUEUE_RUNTIME_KEYS"
+//!                                             # or, with their features: aws_secret_id =
+//!                                             # "...", key_vault_url = "https://..." (with
+//!                                             # key_vault_secret); key_wrapping = "aws-kms"
+//!                                             # for a KMS-wrapped keyset (docs/operations.md)
 //! refresh_interval = "30s"
 //! replay_store = "in-process"                # or "redis": shared by every consumer (the
 //!                                             # `redis` feature); the URL comes from the
@@ -110,6 +114,7 @@
 //!
 //! Validation reports every invalid field with its path, not only the first.
 
+mod key_sources;
 mod providers;
 mod resilience;
 mod security;

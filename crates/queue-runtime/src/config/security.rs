@@ -76,6 +76,34 @@ pub enum KeySourceSettings {
     File(std::path::PathBuf),
     /// An environment variable holding a base64 (or plain) JSON keyset.
     Env(String),
+    /// An AWS Secrets Manager secret holding the keyset document (the `aws-secrets-manager`
+    /// feature), read again every refresh interval: rotation is a new secret version.
+    #[cfg(feature = "aws-secrets-manager")]
+    AwsSecretsManager {
+        /// The secret's name or ARN.
+        secret_id: String,
+        /// Region, endpoint, credentials (the standard chain by default).
+        aws: queue_keys::AwsSettings,
+    },
+    /// An Azure Key Vault secret holding the keyset document (the `azure-key-vault` feature).
+    #[cfg(feature = "azure-key-vault")]
+    AzureKeyVault {
+        /// `https://<vault>.vault.azure.net/`.
+        vault_url: String,
+        /// The secret's name.
+        secret_name: String,
+        /// How to authenticate.
+        credential: queue_keys::KeyVaultCredential,
+    },
+    /// A keyset wrapped by an AWS KMS key, kept in `store` (a file or a secret above; the
+    /// `aws-kms` feature).
+    #[cfg(feature = "aws-kms")]
+    AwsKmsWrapped {
+        /// Where the wrapped document is kept.
+        store: Box<KeySourceSettings>,
+        /// How to reach KMS.
+        aws: queue_keys::AwsSettings,
+    },
 }
 
 impl SecuritySettings {
@@ -99,13 +127,22 @@ impl SecuritySettings {
         let (source, checked, path): (Arc<dyn KeySource>, _, _) = match &self.keys {
             KeySourceSettings::File(file) => {
                 let source = FileKeys::new(file);
-                let checked = source.read();
+                let checked = source.read().map(drop);
                 (Arc::new(source), checked, "security.key_file")
             }
             KeySourceSettings::Env(variable) => {
                 let source = EnvKeys::new(variable);
-                let checked = source.read();
+                let checked = source.read().map(drop);
                 (Arc::new(source), checked, "security.key_env")
+            }
+            #[cfg(any(
+                feature = "aws-secrets-manager",
+                feature = "aws-kms",
+                feature = "azure-key-vault"
+            ))]
+            cloud => {
+                let (source, path) = super::key_sources::connect(cloud).await?;
+                (source, Ok(()), path)
             }
         };
         checked.map_err(|error| ConfigError::single(path, error.to_string()))?;
@@ -154,6 +191,17 @@ impl SecuritySettings {
 pub(super) struct SecuritySection {
     pub(super) key_file: Option<String>,
     pub(super) key_env: Option<String>,
+    // Key sources in the cloud (config/key_sources.rs).
+    pub(super) aws_secret_id: Option<String>,
+    pub(super) aws_region: Option<String>,
+    pub(super) aws_endpoint: Option<String>,
+    pub(super) key_vault_url: Option<String>,
+    pub(super) key_vault_secret: Option<String>,
+    pub(super) azure_credential: Option<String>,
+    pub(super) azure_tenant_id: Option<String>,
+    pub(super) azure_client_id: Option<String>,
+    pub(super) azure_client_secret_env: Option<String>,
+    pub(super) key_wrapping: Option<String>,
     #[serde(default, with = "humantime_serde")]
     refresh_interval: Option<Duration>,
     replay_capacity: Option<u64>,
@@ -203,18 +251,7 @@ impl SecuritySection {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Option<SecuritySettings> {
         let raw = self;
-        let keys = match (raw.key_file, raw.key_env) {
-            (Some(file), None) => Some(KeySourceSettings::File(file.into())),
-            (None, Some(variable)) => Some(KeySourceSettings::Env(variable)),
-            (Some(_), Some(_)) => {
-                problems.push("security", "set key_file or key_env, not both");
-                None
-            }
-            (None, None) => {
-                problems.push("security", "needs a key source: key_file or key_env");
-                None
-            }
-        };
+        let keys = raw.key_source(problems, env);
         if raw
             .refresh_interval
             .is_some_and(|interval| interval < Duration::from_millis(100))

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
+
+use base64::Engine;
 use std::time::{Duration, SystemTime};
 
 use queue_runtime::core::{PeekOptions, QueueProvider, QueueProviderExt};
@@ -164,4 +166,39 @@ pub async fn assert_all_refused(
     let handed = drain(client, name).await;
     assert!(handed.is_empty(), "handed to the application: {handed:?}");
     assert_eq!(dead_letter_reasons(broker, name).await, reasons);
+}
+
+/// A log writer that keeps everything written, for the no-secret-in-logs checks.
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every printable form a 32-byte key (or any secret) could take in a log.
+pub fn forms(secret: &[u8]) -> Vec<String> {
+    let mut forms = vec![
+        hex::encode(secret),
+        hex::encode_upper(secret),
+        base64::engine::general_purpose::STANDARD.encode(secret),
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret),
+        base64::engine::general_purpose::URL_SAFE.encode(secret),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+        format!("{secret:?}"),
+    ];
+    if let Ok(text) = std::str::from_utf8(secret) {
+        forms.push(text.to_owned());
+    }
+    // Long enough to be a leak, short enough to catch a truncated print.
+    forms
+        .into_iter()
+        .map(|form| form[..form.len().min(24)].to_owned())
+        .collect()
 }
