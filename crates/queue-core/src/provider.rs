@@ -144,6 +144,13 @@ pub trait QueueProvider: Send + Sync + Debug {
     /// - A missing queue fails with [`NotFound`](crate::ErrorKind::NotFound).
     async fn send(&self, queue: &QueueName, message: Message) -> Result<SendOutcome>;
 
+    /// The bytes `message` takes in a [`send_batch`](Self::send_batch) request, as counted
+    /// against [`Capabilities::max_batch_bytes`] (SQS: its body and attributes as encoded for
+    /// the wire). The default is [`Message::approximate_size`].
+    fn batch_entry_bytes(&self, message: &Message) -> usize {
+        message.approximate_size()
+    }
+
     /// Sends several messages.
     ///
     /// # Behavior

@@ -132,7 +132,7 @@ impl QueueClient {
     /// (authenticated with the rest when sealed).
     pub async fn send(&self, queue: &QueueName, message: Message) -> Result<SendOutcome> {
         self.provider.validate_queue_name(queue)?;
-        let span = self.span("send", "send", queue);
+        let span = self.operation_span("send", "send", queue);
         span.record("messaging.message.id", message.message_id().as_str());
         async {
             let message = self.outgoing(queue, message).await?;
@@ -152,7 +152,7 @@ impl QueueClient {
     ) -> Result<Vec<Result<SendOutcome>>> {
         self.provider.validate_queue_name(queue)?;
         let count = messages.len();
-        let span = self.span("send", "send_batch", queue);
+        let span = self.operation_span("send", "send_batch", queue);
         span.record("messaging.batch.message_count", count);
         async {
             // A message that cannot be sealed fails alone, as a provider-refused entry would.
@@ -193,8 +193,20 @@ impl QueueClient {
         .await
     }
 
+    /// A sender to `queue` that coalesces the `send`s of every task holding a clone into batch
+    /// sends (SQS: `SendMessageBatch`), each `send` getting its own outcome; see
+    /// [`BatchingSender`](crate::batching::BatchingSender). Opt-in: [`send`](Self::send) sends
+    /// each message on its own.
+    pub fn batching_sender(
+        &self,
+        queue: &QueueName,
+        options: crate::batching::BatchingOptions,
+    ) -> Result<crate::batching::BatchingSender> {
+        crate::batching::BatchingSender::new(self.clone(), queue.clone(), options)
+    }
+
     /// The span of one operation of this client on `queue`.
-    fn span(
+    pub(crate) fn operation_span(
         &self,
         operation_type: &'static str,
         operation: &'static str,
@@ -210,7 +222,11 @@ impl QueueClient {
 
     /// A message as it goes on the wire: the trace context attached (it is then authenticated
     /// with the rest), sealed when the queue's policy says so.
-    async fn outgoing(&self, queue: &QueueName, mut message: Message) -> Result<Message> {
+    pub(crate) async fn outgoing(
+        &self,
+        queue: &QueueName,
+        mut message: Message,
+    ) -> Result<Message> {
         propagation::inject(&mut message);
         match &self.security {
             Some(security) => security.seal(queue, message).await,
@@ -229,7 +245,7 @@ impl QueueClient {
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>> {
         self.provider.validate_queue_name(queue)?;
-        let span = self.span("receive", "receive", queue);
+        let span = self.operation_span("receive", "receive", queue);
         let received = receive_verified(
             self.provider.as_ref(),
             self.security.as_deref(),

@@ -124,6 +124,7 @@ fn sqs_capabilities() -> Capabilities {
     capabilities.max_message_bytes =
         crate::queues::DEFAULT_MAX_MESSAGE_BYTES - queue_core::DEAD_LETTER_RESERVE;
     capabilities.max_batch_messages = MAX_BATCH_ENTRIES;
+    capabilities.max_batch_bytes = MAX_BATCH_BYTES;
     capabilities.max_receive_messages = MAX_BATCH_ENTRIES;
     capabilities.max_properties = codec::MAX_PROPERTIES;
     capabilities
@@ -645,6 +646,11 @@ impl QueueProvider for SqsProvider {
             )));
         }
         Ok(())
+    }
+
+    /// The body and attributes as encoded, as SQS counts them against a batch's 1 MiB.
+    fn batch_entry_bytes(&self, message: &Message) -> usize {
+        codec::batch_bytes(message)
     }
 
     async fn send(&self, queue: &QueueName, message: Message) -> Result<SendOutcome> {

@@ -226,14 +226,7 @@ where
         if lane.open.entries.len() >= limits.max_entries || limits.linger.is_zero() {
             lane.close_open();
         } else if first {
-            let generation = lane.generation;
-            let inner = Arc::clone(self);
-            let timer_key = key.clone();
-            let timer_runtime = runtime.clone();
-            runtime.spawn(async move {
-                tokio::time::sleep(limits.linger).await;
-                inner.linger_passed(&timer_runtime, timer_key, generation);
-            });
+            self.start_linger(runtime, key.clone(), lane.generation);
         }
         let ready = self.take_ready(lane);
         drop(lanes);
@@ -293,7 +286,16 @@ where
         let Some(lane) = lanes.get_mut(&key) else {
             return;
         };
+        let was_full = lane.in_flight >= self.limits.max_in_flight;
         lane.in_flight = lane.in_flight.saturating_sub(1);
+        let mut restart_linger = None;
+        if was_full && lane.due && lane.closed.is_empty() {
+            // The open batch waited for this call only: the callers this call just answered are
+            // about to send again, so give them one more linger to join it instead of sending it
+            // half full.
+            lane.due = false;
+            restart_linger = Some(lane.generation);
+        }
         let ready = self.take_ready(lane);
         if lane.in_flight == 0 && lane.open.entries.is_empty() && lane.closed.is_empty() {
             // Nothing pending: forget the key (a linger timer of an old generation finds
@@ -301,9 +303,22 @@ where
             lanes.remove(&key);
         }
         drop(lanes);
+        if let Some(generation) = restart_linger {
+            self.start_linger(runtime, key.clone(), generation);
+        }
         for batch in ready {
             self.send(runtime, key.clone(), batch);
         }
+    }
+
+    fn start_linger(self: &Arc<Self>, runtime: &tokio::runtime::Handle, key: K, generation: u64) {
+        let inner = Arc::clone(self);
+        let timer_runtime = runtime.clone();
+        let linger = self.limits.linger;
+        runtime.spawn(async move {
+            tokio::time::sleep(linger).await;
+            inner.linger_passed(&timer_runtime, key, generation);
+        });
     }
 }
 

@@ -96,6 +96,10 @@ impl QueueProvider for ResilientProvider {
         self.inner.validate_queue_name(queue)
     }
 
+    fn batch_entry_bytes(&self, message: &Message) -> usize {
+        self.inner.batch_entry_bytes(message)
+    }
+
     async fn send(&self, queue: &QueueName, message: Message) -> Result<SendOutcome> {
         self.calls
             .run("send", Repeat::OnlyIfRefused, || {
