@@ -96,6 +96,10 @@ impl QueueProvider for ResilientProvider {
         self.inner.validate_queue_name(queue)
     }
 
+    fn set_prefetch_hint(&self, queue: &QueueName, messages: usize) {
+        self.inner.set_prefetch_hint(queue, messages);
+    }
+
     fn batch_entry_bytes(&self, message: &Message) -> usize {
         self.inner.batch_entry_bytes(message)
     }
