@@ -1,4 +1,4 @@
-//! Fuzzes `open` and `peek_header` with arbitrary bytes:
+//! Fuzzes `open` and `peek_header` of both envelope versions with arbitrary bytes:
 //! `cargo +nightly fuzz run open fuzz/corpus/open` (from the workspace root).
 
 #![no_main]
@@ -11,9 +11,9 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 
-static KEYSET: OnceLock<queue_crypto::Keyset> = OnceLock::new();
+static KEYS: OnceLock<harness::Keys> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
-    let keyset = KEYSET.get_or_init(harness::keyset);
-    let _ = harness::check(keyset, &harness::context(), data);
+    let keys = KEYS.get_or_init(harness::keys);
+    let _ = harness::check(keys, &harness::context(), data);
 });

@@ -7,6 +7,7 @@
 
 mod deny;
 mod moto;
+mod redis;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +26,8 @@ cargo xtask <command>
   clippy                  clippy on every package, all targets, warnings denied; queue-runtime
                           again with each provider feature alone; then checks that its
                           default features compile no cloud SDK
-  test                    every test of the workspace (with a local moto SQS server), then
+  test                    every test of the workspace (with a local moto SQS server and a
+                          Redis, installed from PyPI and Debian when missing), then
                           the doctests; the Azure Service Bus suites too when
                           QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING is set (else says so)
   quickstart              run the quickstart and github_bot examples
@@ -109,16 +111,26 @@ const AZURE_VARIABLE: &str = "QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING";
 
 /// The Azure tests that need a namespace: `#[ignore]`d in a plain run, so that they are never
 /// counted as passed without one. (package, test target).
-const AZURE_LIVE_TESTS: &[(&str, &str)] =
-    &[("queue-azure", "conformance"), ("queue-runtime", "azure")];
+const AZURE_LIVE_TESTS: &[(&str, &str)] = &[
+    ("queue-azure", "conformance"),
+    ("queue-conformance", "azure"),
+];
 
 /// The feature sets of queue-runtime checked on their own (all of them together are checked
 /// with every package).
 const FACADE_FEATURE_SETS: &[&str] = &["memory", "sqs", "azure"];
 
-/// Crates the default build of the facade must not compile: the cloud SDKs come only with
-/// their features.
-const NOT_IN_DEFAULT_BUILD: &[&str] = &["azservicebus", "azure_core", "aws-sdk-sqs", "aws-config"];
+/// Crates the default build of the facade must not compile, its tests and examples included (the
+/// quickstart compiles the facade's dev-dependencies): the cloud SDKs come only with their
+/// features, and criterion and OpenTelemetry's SDK only with the `tests/` member.
+const NOT_IN_DEFAULT_BUILD: &[&str] = &[
+    "azservicebus",
+    "azure_core",
+    "aws-sdk-sqs",
+    "aws-config",
+    "criterion",
+    "opentelemetry_sdk",
+];
 
 fn azure_configured() -> bool {
     std::env::var(AZURE_VARIABLE).is_ok_and(|value| !value.trim().is_empty())
@@ -304,7 +316,7 @@ fn check_default_build(root: &Path) -> Result<()> {
             "-p",
             "queue-runtime",
             "-e",
-            "normal",
+            "normal,dev",
             "--prefix",
             "none",
         ],
@@ -329,15 +341,20 @@ fn check_default_build(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Every test, with a local SQS server (moto) running for the SQS provider's.
+/// Every test, with a local SQS server (moto) and a Redis running for the tests that need them.
 fn test(root: &Path) -> Result<()> {
     let moto = moto::MotoServer::start(root)?;
-    let sqs = moto.test_env();
+    let redis = redis::RedisServer::start(root)?;
+    let servers: Vec<(&str, &str)> = moto
+        .test_env()
+        .into_iter()
+        .chain(redis.test_env())
+        .collect();
     // Every feature, so the optional providers of the facade (`sqs`) are tested too.
     cargo(
         root,
         &["test", "--workspace", "--all-targets", "--all-features"],
-        &sqs,
+        &servers,
     )?;
     cargo(
         root,
@@ -391,15 +408,20 @@ fn doc(root: &Path) -> Result<()> {
 
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
     let moto = moto::MotoServer::start(root)?;
-    let sqs = moto.test_env();
-    let mut args: Vec<&str> = vec!["bench", "--workspace", "--"];
+    let redis = redis::RedisServer::start(root)?;
+    let servers: Vec<(&str, &str)> = moto
+        .test_env()
+        .into_iter()
+        .chain(redis.test_env())
+        .collect();
+    let mut args: Vec<&str> = vec!["bench", "--workspace", "--all-features", "--"];
     if extra.is_empty() {
         // Short runs by default: the machine is small and shared.
         args.extend(["--warm-up-time", "1", "--measurement-time", "3"]);
     } else {
         args.extend(extra.iter().map(String::as_str));
     }
-    cargo(root, &args, &sqs)
+    cargo(root, &args, &servers)
 }
 
 /// Runs the envelope fuzz target with cargo-fuzz (installed under `.xtask/tools` if missing).

@@ -115,8 +115,8 @@ fn installed_server(root: &Path) -> Result<PathBuf> {
     Ok(server)
 }
 
-/// A port nobody listens on now (the OS picks it; moto binds it a moment later).
-fn free_port() -> Result<u16> {
+/// A port nobody listens on now (the OS picks it; the server binds it a moment later).
+pub(crate) fn free_port() -> Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("no free loopback port")?;
     Ok(listener.local_addr().context("no local address")?.port())
 }

@@ -5,7 +5,6 @@ mod config;
 mod error;
 mod links;
 mod provider;
-/// For tests (the `testing` feature): the live suites' queues, configuration and clean-up.
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -37,6 +37,8 @@ pub struct Capabilities {
     pub lock_renewal: bool,
     /// Messages carry a broker sequence number.
     pub sequence_numbers: bool,
+    /// [`counts`](crate::QueueProvider::counts) tells how many messages a queue holds.
+    pub counts: bool,
     /// The largest message the provider accepts, in bytes, as [`Message::approximate_size`]
     /// (or the provider's own encoding) counts it.
     ///

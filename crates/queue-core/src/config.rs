@@ -49,6 +49,15 @@ impl ConfigError {
         self
     }
 
+    /// The same problems, each path after `prefix` as is (`keys.toml: ` names the file).
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        for problem in &mut self.problems {
+            problem.path = format!("{prefix}{}", problem.path);
+        }
+        self
+    }
+
     /// These problems followed by `other`'s.
     #[must_use]
     pub fn and(mut self, other: ConfigError) -> Self {

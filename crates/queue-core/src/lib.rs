@@ -21,8 +21,8 @@ pub use message::{
     MessageBuilder, Properties, RESERVED_PROPERTY_PREFIX, is_reserved_key,
 };
 pub use provider::{
-    AcceptSessionOptions, PeekOptions, QueueProvider, QueueProviderExt, ReceiveOptions,
-    SendOutcome, SessionReceiver, SessionSelector, SubQueue,
+    AcceptSessionOptions, PeekOptions, QueueCounts, QueueProvider, QueueProviderExt,
+    ReceiveOptions, SendOutcome, SessionReceiver, SessionSelector, SubQueue,
 };
 pub use received::{
     DEAD_LETTER_RESERVE, DeadLetterReason, DeliveryInfo, MAX_DEAD_LETTER_DESCRIPTION_LEN,

@@ -217,18 +217,47 @@ fn validate_header_value(what: &str, value: &str) -> Result<(), QueueError> {
 /// assert_eq!(message.session_id().map(|s| s.as_str()), Some("octo/repo#42"));
 /// # Ok::<(), queue_core::QueueError>(())
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Message {
     body: Bytes,
     message_id: MessageId,
     session_id: Option<SessionId>,
+    properties: Properties,
+    /// The metadata most messages do not carry, out of line: a message is moved through every
+    /// layer (client, provider, broker), and a small one moves in fewer bytes.
+    extras: Option<Box<Extras>>,
+}
+
+/// The less common metadata of a [`Message`].
+#[derive(Clone, PartialEq, Eq, Default)]
+struct Extras {
     correlation_id: Option<String>,
     content_type: Option<String>,
-    properties: Properties,
     time_to_live: Option<Duration>,
     scheduled_enqueue_time: Option<SystemTime>,
     deduplication_id: Option<String>,
 }
+
+/// What a message without extras has.
+static NO_EXTRAS: Extras = Extras {
+    correlation_id: None,
+    content_type: None,
+    time_to_live: None,
+    scheduled_enqueue_time: None,
+    deduplication_id: None,
+};
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        self.body == other.body
+            && self.message_id == other.message_id
+            && self.session_id == other.session_id
+            && self.properties == other.properties
+            && self.extras() == other.extras()
+    }
+}
+
+impl Eq for Message {}
 
 impl Message {
     /// A message with this body, a fresh random id and no other metadata.
@@ -237,13 +266,17 @@ impl Message {
             body: body.into(),
             message_id: MessageId::random(),
             session_id: None,
-            correlation_id: None,
-            content_type: None,
             properties: Properties::new(),
-            time_to_live: None,
-            scheduled_enqueue_time: None,
-            deduplication_id: None,
+            extras: None,
         }
+    }
+
+    fn extras(&self) -> &Extras {
+        self.extras.as_deref().unwrap_or(&NO_EXTRAS)
+    }
+
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
     }
 
     /// A builder for a message with this body.
@@ -279,12 +312,12 @@ impl Message {
 
     /// The correlation id.
     pub fn correlation_id(&self) -> Option<&str> {
-        self.correlation_id.as_deref()
+        self.extras().correlation_id.as_deref()
     }
 
     /// The content type of the body (e.g. `application/json`).
     pub fn content_type(&self) -> Option<&str> {
-        self.content_type.as_deref()
+        self.extras().content_type.as_deref()
     }
 
     /// The application properties.
@@ -294,17 +327,17 @@ impl Message {
 
     /// How long the message may wait in the queue before it expires.
     pub fn time_to_live(&self) -> Option<Duration> {
-        self.time_to_live
+        self.extras().time_to_live
     }
 
     /// When the message becomes visible to receivers, if it is scheduled.
     pub fn scheduled_enqueue_time(&self) -> Option<SystemTime> {
-        self.scheduled_enqueue_time
+        self.extras().scheduled_enqueue_time
     }
 
     /// The explicit deduplication id, if the sender set one.
     pub fn deduplication_id(&self) -> Option<&str> {
-        self.deduplication_id.as_deref()
+        self.extras().deduplication_id.as_deref()
     }
 
     /// Replaces the body, keeping every other field (used by layers that transform bodies).
@@ -323,9 +356,9 @@ impl Message {
         self.body.len()
             + self.message_id.as_str().len()
             + self.session_id.as_ref().map_or(0, |s| s.as_str().len())
-            + self.correlation_id.as_ref().map_or(0, String::len)
-            + self.content_type.as_ref().map_or(0, String::len)
-            + self.deduplication_id.as_ref().map_or(0, String::len)
+            + self.correlation_id().map_or(0, str::len)
+            + self.content_type().map_or(0, str::len)
+            + self.deduplication_id().map_or(0, str::len)
             + self.properties.encoded_len()
     }
 }
@@ -336,12 +369,12 @@ impl fmt::Debug for Message {
         f.debug_struct("Message")
             .field("message_id", &self.message_id)
             .field("session_id", &self.session_id)
-            .field("correlation_id", &self.correlation_id)
-            .field("content_type", &self.content_type)
+            .field("correlation_id", &self.correlation_id())
+            .field("content_type", &self.content_type())
             .field("properties", &self.properties.len())
             .field("body_len", &self.body.len())
-            .field("time_to_live", &self.time_to_live)
-            .field("scheduled_enqueue_time", &self.scheduled_enqueue_time)
+            .field("time_to_live", &self.time_to_live())
+            .field("scheduled_enqueue_time", &self.scheduled_enqueue_time())
             .finish_non_exhaustive()
     }
 }
@@ -402,7 +435,7 @@ impl MessageBuilder {
         let id = id.into();
         let result = validate_header_value("correlation id", &id);
         if result.is_ok() {
-            self.message.correlation_id = Some(id);
+            self.message.extras_mut().correlation_id = Some(id);
         }
         self.record(result)
     }
@@ -412,7 +445,7 @@ impl MessageBuilder {
         let content_type = content_type.into();
         let result = validate_header_value("content type", &content_type);
         if result.is_ok() {
-            self.message.content_type = Some(content_type);
+            self.message.extras_mut().content_type = Some(content_type);
         }
         self.record(result)
     }
@@ -436,13 +469,13 @@ impl MessageBuilder {
                 "time to live must be more than zero",
             )));
         }
-        self.message.time_to_live = Some(ttl);
+        self.message.extras_mut().time_to_live = Some(ttl);
         self
     }
 
     /// Makes the message visible only from `at` on.
     pub fn scheduled_enqueue_time(mut self, at: SystemTime) -> Self {
-        self.message.scheduled_enqueue_time = Some(at);
+        self.message.extras_mut().scheduled_enqueue_time = Some(at);
         self
     }
 
@@ -457,7 +490,7 @@ impl MessageBuilder {
         let id = id.into();
         let result = validate_header_value("deduplication id", &id);
         if result.is_ok() {
-            self.message.deduplication_id = Some(id);
+            self.message.extras_mut().deduplication_id = Some(id);
         }
         self.record(result)
     }

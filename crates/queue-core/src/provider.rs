@@ -97,6 +97,23 @@ pub struct AcceptSessionOptions {
     pub wait: Duration,
 }
 
+/// How many messages a queue holds, as far as its broker tells (approximate on SQS). A count
+/// the broker does not give is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueCounts {
+    /// Messages waiting to be received.
+    pub active: Option<u64>,
+    /// Messages received and not yet settled (locked, or invisible on SQS).
+    pub in_flight: Option<u64>,
+    /// Messages scheduled for later (or delayed).
+    pub scheduled: Option<u64>,
+    /// Messages in the dead-letter queue.
+    pub dead_letter: Option<u64>,
+    /// When the oldest message still in the queue was enqueued.
+    pub oldest_enqueued_at: Option<SystemTime>,
+}
+
 /// What the broker said of a sent message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendOutcome {
@@ -280,6 +297,16 @@ pub trait QueueProvider: Send + Sync + Debug {
         queue: &QueueName,
         options: AcceptSessionOptions,
     ) -> Result<Option<Box<dyn SessionReceiver>>>;
+
+    /// How many messages `queue` holds, for operators (`queue-runtime stats`).
+    ///
+    /// # Behavior
+    /// - Without [`Capabilities::counts`] fails with `Unsupported` (the default).
+    /// - A missing queue fails with `NotFound`.
+    async fn counts(&self, queue: &QueueName) -> Result<QueueCounts> {
+        let _ = queue;
+        Err(QueueError::unsupported(self.name(), "counting messages"))
+    }
 
     /// Cancels a scheduled message before it becomes visible.
     ///

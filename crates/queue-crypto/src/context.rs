@@ -1,5 +1,6 @@
 //! The context an envelope is bound to, and its one canonical encoding.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::error::{CryptoError, Result};
@@ -14,20 +15,23 @@ pub const MAX_CONTEXT_LEN: usize = 1024 * 1024;
 ///
 /// An absent field and an empty one are different values. Properties are ordered by key, so the
 /// order they were added in does not matter.
+///
+/// Every field borrows what it is given when it can (`&str`) and owns it otherwise (`String`),
+/// so binding a message's own metadata copies nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Context {
-    channel: String,
-    session_id: Option<String>,
-    correlation_id: Option<String>,
-    content_type: Option<String>,
-    message_id: Option<String>,
-    properties: BTreeMap<String, String>,
+pub struct Context<'a> {
+    channel: Cow<'a, str>,
+    session_id: Option<Cow<'a, str>>,
+    correlation_id: Option<Cow<'a, str>>,
+    content_type: Option<Cow<'a, str>>,
+    message_id: Option<Cow<'a, str>>,
+    properties: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
 }
 
-impl Context {
+impl<'a> Context<'a> {
     /// A context for the logical channel (the queue's name, or a topic, or an HTTP route).
     /// The channel must not be empty.
-    pub fn new(channel: impl Into<String>) -> Self {
+    pub fn new(channel: impl Into<Cow<'a, str>>) -> Self {
         Context {
             channel: channel.into(),
             ..Context::default()
@@ -36,35 +40,39 @@ impl Context {
 
     /// Binds the session (SQS message group) id.
     #[must_use]
-    pub fn with_session_id(mut self, session_id: impl Into<String>) -> Self {
+    pub fn with_session_id(mut self, session_id: impl Into<Cow<'a, str>>) -> Self {
         self.session_id = Some(session_id.into());
         self
     }
 
     /// Binds the correlation id.
     #[must_use]
-    pub fn with_correlation_id(mut self, correlation_id: impl Into<String>) -> Self {
+    pub fn with_correlation_id(mut self, correlation_id: impl Into<Cow<'a, str>>) -> Self {
         self.correlation_id = Some(correlation_id.into());
         self
     }
 
     /// Binds the content type.
     #[must_use]
-    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+    pub fn with_content_type(mut self, content_type: impl Into<Cow<'a, str>>) -> Self {
         self.content_type = Some(content_type.into());
         self
     }
 
     /// Binds the transport's message id (the one the sender chose, not one a broker assigns).
     #[must_use]
-    pub fn with_message_id(mut self, message_id: impl Into<String>) -> Self {
+    pub fn with_message_id(mut self, message_id: impl Into<Cow<'a, str>>) -> Self {
         self.message_id = Some(message_id.into());
         self
     }
 
     /// Binds an application property; a second value for the same key replaces the first.
     #[must_use]
-    pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn with_property(
+        mut self,
+        key: impl Into<Cow<'a, str>>,
+        value: impl Into<Cow<'a, str>>,
+    ) -> Self {
         self.properties.insert(key.into(), value.into());
         self
     }
@@ -73,8 +81,8 @@ impl Context {
     #[must_use]
     pub fn with_properties<K, V>(mut self, properties: impl IntoIterator<Item = (K, V)>) -> Self
     where
-        K: Into<String>,
-        V: Into<String>,
+        K: Into<Cow<'a, str>>,
+        V: Into<Cow<'a, str>>,
     {
         self.properties.extend(
             properties
@@ -84,7 +92,32 @@ impl Context {
         self
     }
 
-    /// The channel.
+    /// Binds every property of a list that a transport delivered, refusing duplicate keys
+    /// ([`InvalidContext`](crate::CryptoError::InvalidContext)) instead of letting one value
+    /// replace another: a sender's context holds each key once, so a message whose transport
+    /// shows a key twice was not sealed with what it shows (docs/envelope.md, "The bound
+    /// context").
+    pub fn try_with_properties<K, V>(
+        mut self,
+        properties: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self>
+    where
+        K: Into<Cow<'a, str>>,
+        V: Into<Cow<'a, str>>,
+    {
+        for (key, value) in properties {
+            let key = key.into();
+            if self.properties.contains_key(key.as_ref()) {
+                return Err(CryptoError::InvalidContext(format!(
+                    "the property {key:?} appears twice"
+                )));
+            }
+            self.properties.insert(key, value.into());
+        }
+        Ok(self)
+    }
+
+    /// The channel: the queue (or topic, or route) the envelope is bound to.
     pub fn channel(&self) -> &str {
         &self.channel
     }
@@ -110,13 +143,14 @@ impl Context {
     }
 
     /// The properties, ordered by key.
-    pub fn properties(&self) -> &BTreeMap<String, String> {
+    pub fn properties(&self) -> &BTreeMap<Cow<'a, str>, Cow<'a, str>> {
         &self.properties
     }
 
     /// The encoded length, without encoding.
     fn encoded_len(&self) -> usize {
-        let optional = |field: &Option<String>| 1 + field.as_ref().map_or(0, |text| 4 + text.len());
+        let optional =
+            |field: &Option<Cow<'a, str>>| 1 + field.as_ref().map_or(0, |text| 4 + text.len());
         4 + self.channel.len()
             + optional(&self.session_id)
             + optional(&self.correlation_id)
@@ -130,16 +164,11 @@ impl Context {
                 .sum::<usize>()
     }
 
-    /// Appends the canonical encoding (docs/envelope.md, "The bound context"):
-    ///
-    /// ```text
-    /// str(x)      = u32be(len(x)) || x
-    /// opt(absent) = 0x00          opt(x) = 0x01 || str(x)
-    /// context     = str(channel) || opt(session_id) || opt(correlation_id)
-    ///               || opt(content_type) || opt(message_id)
-    ///               || u32be(count) || (str(key) || str(value)) for each property, keys ascending
-    /// ```
-    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<()> {
+    /// Checks that the context can be bound: the channel is not empty
+    /// ([`InvalidContext`](CryptoError::InvalidContext)) and the encoding is at most
+    /// [`MAX_CONTEXT_LEN`] bytes ([`TooLarge`](CryptoError::TooLarge)). Returns the encoded
+    /// length. Sealing and opening run this first, before they look at anything else.
+    pub(crate) fn check(&self) -> Result<usize> {
         if self.channel.is_empty() {
             return Err(CryptoError::InvalidContext(
                 "the channel name must not be empty".into(),
@@ -153,6 +182,20 @@ impl Context {
                 max: MAX_CONTEXT_LEN,
             });
         }
+        Ok(len)
+    }
+
+    /// Appends the canonical encoding (docs/envelope.md, "The bound context"):
+    ///
+    /// ```text
+    /// str(x)      = u32be(len(x)) || x
+    /// opt(absent) = 0x00          opt(x) = 0x01 || str(x)
+    /// context     = str(channel) || opt(session_id) || opt(correlation_id)
+    ///               || opt(content_type) || opt(message_id)
+    ///               || u32be(count) || (str(key) || str(value)) for each property, keys ascending
+    /// ```
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) -> Result<()> {
+        let len = self.check()?;
         out.reserve(len);
         put_str(out, &self.channel);
         for field in [
@@ -193,7 +236,7 @@ fn put_u32(out: &mut Vec<u8>, value: usize) {
 mod tests {
     use super::*;
 
-    fn encode(context: &Context) -> Vec<u8> {
+    fn encode(context: &Context<'_>) -> Vec<u8> {
         let mut out = Vec::new();
         context.encode_into(&mut out).unwrap();
         assert_eq!(out.len(), context.encoded_len());
@@ -233,6 +276,33 @@ mod tests {
         let one = Context::new("q").with_property("ab", "c");
         let other = Context::new("q").with_property("a", "bc");
         assert_ne!(encode(&one), encode(&other));
+    }
+
+    #[test]
+    fn keys_are_ordered_by_utf8_bytes_and_measured_in_bytes() {
+        // U+FF61 sorts before U+1F600 in UTF-8 (EF.. < F0..) but after it in UTF-16
+        // (FF61 > D83D): the encoding follows UTF-8.
+        let context = Context::new("q")
+            .with_property("\u{1F600}", "")
+            .with_property("\u{FF61}", "é");
+        let encoded = encode(&context);
+        let first = [0, 0, 0, 3, 0xEF, 0xBD, 0xA1, 0, 0, 0, 2, 0xC3, 0xA9];
+        let second = [0, 0, 0, 4, 0xF0, 0x9F, 0x98, 0x80, 0, 0, 0, 0];
+        assert_eq!(
+            &encoded[encoded.len() - 25..],
+            [&first[..], &second].concat()
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_from_a_transport_are_refused() {
+        let pairs = [("a", "1"), ("b", "2"), ("a", "3")];
+        let error = Context::new("q").try_with_properties(pairs).unwrap_err();
+        assert!(matches!(error, CryptoError::InvalidContext(_)), "{error}");
+        let unique = Context::new("q")
+            .try_with_properties([("", "empty key"), ("b", "2")])
+            .unwrap();
+        assert_eq!(unique.properties().len(), 2);
     }
 
     #[test]

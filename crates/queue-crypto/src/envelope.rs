@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use ring::aead::{Aad, LessSafeKey, NONCE_LEN, Nonce, Tag, UnboundKey};
 use ring::hkdf;
-use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
@@ -14,9 +13,10 @@ use crate::context::Context;
 use crate::error::{CryptoError, Result};
 use crate::format::{
     COMMITMENT_LEN, ENVELOPE_ID_LEN, MAX_HEADER_LEN, MAX_PLAINTEXT_LEN, Suite, TAG_LEN,
-    from_millis, parse, to_millis, write_header,
+    check_plaintext_len, from_millis, parse, to_millis, write_header,
 };
 use crate::keys::{Key, KeyId, KeyMaterial, KeyState, Keyset};
+use crate::random::{RandomSource, SystemRandomSource};
 
 /// HKDF info label of the message key.
 const MESSAGE_KEY_LABEL: &[u8] = b"queue-runtime envelope v1 message key";
@@ -39,40 +39,15 @@ impl Clock for SystemClock {
     }
 }
 
-/// Where envelope ids (the HKDF salts) come from.
-///
-/// **Every salt must be unique and unpredictable**: the message key is derived from it and the
-/// nonce is fixed, so sealing two plaintexts under one key and one salt reuses a nonce and
-/// breaks the cipher. Only the system source is fit for production; inject another only to
-/// reproduce known-answer vectors.
-pub trait SaltSource: Send + Sync {
-    /// Fills `salt` with fresh random bytes.
-    fn fill(&self, salt: &mut [u8; ENVELOPE_ID_LEN]) -> Result<()>;
-}
-
-/// Salts from `ring`'s `SystemRandom` (the operating system's CSPRNG).
-#[derive(Debug, Clone)]
-pub struct SystemSalt(SystemRandom);
-
-impl Default for SystemSalt {
-    fn default() -> Self {
-        SystemSalt(SystemRandom::new())
-    }
-}
-
-impl SaltSource for SystemSalt {
-    fn fill(&self, salt: &mut [u8; ENVELOPE_ID_LEN]) -> Result<()> {
-        self.0.fill(salt).map_err(|_| CryptoError::Random)
-    }
-}
-
-/// Seals envelopes: the suite, the clock and the salt source. The free function [`seal`] uses
-/// the defaults (AES-256-GCM, the system clock, the system random number generator).
+/// Seals envelopes: the suite and the clock. The free function [`seal`] uses the defaults
+/// (AES-256-GCM, the system clock). Envelope ids always come from the operating system's
+/// random number generator (`ring::rand::SystemRandom`); only the `test-randomness` feature,
+/// for known-answer vectors, lets a test inject them.
 #[derive(Clone)]
 pub struct Sealer {
     suite: Suite,
     clock: Arc<dyn Clock>,
-    salts: Arc<dyn SaltSource>,
+    random: Arc<dyn RandomSource>,
 }
 
 impl Default for Sealer {
@@ -80,7 +55,7 @@ impl Default for Sealer {
         Sealer {
             suite: Suite::default(),
             clock: Arc::new(SystemClock),
-            salts: Arc::new(SystemSalt::default()),
+            random: Arc::new(SystemRandomSource::default()),
         }
     }
 }
@@ -113,10 +88,13 @@ impl Sealer {
         self
     }
 
-    /// Takes salts from this source. See [`SaltSource`]: production code keeps the default.
+    /// Takes envelope ids (the HKDF salts) from this source instead of the system's random
+    /// number generator. Only with the `test-randomness` feature, to reproduce known-answer
+    /// vectors: an id that repeats under one master key breaks the cipher ([`RandomSource`]).
+    #[cfg(feature = "test-randomness")]
     #[must_use]
-    pub fn with_salt_source(mut self, salts: Arc<dyn SaltSource>) -> Self {
-        self.salts = salts;
+    pub fn with_random_source(mut self, random: Arc<dyn RandomSource>) -> Self {
+        self.random = random;
         self
     }
 
@@ -126,7 +104,12 @@ impl Sealer {
     }
 
     /// Seals `plaintext` under the keyset's primary key, bound to `context`.
-    pub fn seal(&self, keyset: &Keyset, plaintext: &[u8], context: &Context) -> Result<Vec<u8>> {
+    pub fn seal(
+        &self,
+        keyset: &Keyset,
+        plaintext: &[u8],
+        context: &Context<'_>,
+    ) -> Result<Vec<u8>> {
         self.seal_inner(keyset, plaintext, context, None)
     }
 
@@ -136,7 +119,7 @@ impl Sealer {
         &self,
         keyset: &Keyset,
         plaintext: &[u8],
-        context: &Context,
+        context: &Context<'_>,
         not_before: SystemTime,
     ) -> Result<Vec<u8>> {
         self.seal_inner(keyset, plaintext, context, Some(not_before))
@@ -146,25 +129,20 @@ impl Sealer {
         &self,
         keyset: &Keyset,
         plaintext: &[u8],
-        context: &Context,
+        context: &Context<'_>,
         not_before: Option<SystemTime>,
     ) -> Result<Vec<u8>> {
-        if plaintext.len() > MAX_PLAINTEXT_LEN {
-            return Err(CryptoError::TooLarge {
-                what: "plaintext",
-                size: plaintext.len(),
-                max: MAX_PLAINTEXT_LEN,
-            });
-        }
+        check_plaintext_len(plaintext.len())?;
+        context.check()?;
         let key = keyset.primary().ok_or(CryptoError::NoPrimaryKey)?;
         let now = self.clock.now();
-        if key.expired_at(now) {
+        if key.life().expired_at(now) {
             return Err(CryptoError::KeyExpired(key.id().to_string()));
         }
         let sealed_at_ms = to_millis(now)?;
         let not_before_ms = not_before.map(to_millis).transpose()?;
         let mut envelope_id = [0_u8; ENVELOPE_ID_LEN];
-        self.salts.fill(&mut envelope_id)?;
+        self.random.fill(&mut envelope_id)?;
 
         let keys = MessageKeys::derive(key.material(), &envelope_id, self.suite, key.id())?;
 
@@ -197,7 +175,7 @@ impl Sealer {
 
 /// Seals `plaintext` under the keyset's primary key, bound to `context`, with AES-256-GCM, the
 /// system clock and a random envelope id.
-pub fn seal(keyset: &Keyset, plaintext: &[u8], context: &Context) -> Result<Vec<u8>> {
+pub fn seal(keyset: &Keyset, plaintext: &[u8], context: &Context<'_>) -> Result<Vec<u8>> {
     Sealer::default().seal(keyset, plaintext, context)
 }
 
@@ -211,17 +189,44 @@ pub struct Opened {
     not_before: Option<SystemTime>,
 }
 
+/// The accessors every opened envelope has (fields `plaintext`, `envelope_id`, `sealed_at`,
+/// `not_before`): what the client's freshness check and replay guard need, in both versions.
+macro_rules! opened_methods {
+    ($opened:ty) => {
+        impl $opened {
+            /// The opened body: authenticated, and zeroed when this value is dropped.
+            pub fn plaintext(&self) -> &[u8] {
+                &self.plaintext
+            }
+
+            /// The plaintext, taken out.
+            pub fn into_plaintext(self) -> Vec<u8> {
+                self.plaintext
+            }
+
+            /// The envelope's own random 256-bit id: unique per seal, so it identifies this
+            /// message for replay protection even where the broker assigns its own ids.
+            pub fn envelope_id(&self) -> &[u8; $crate::format::ENVELOPE_ID_LEN] {
+                &self.envelope_id
+            }
+
+            /// When it was sealed (millisecond precision, truncated), by the sender's clock.
+            pub fn sealed_at(&self) -> std::time::SystemTime {
+                self.sealed_at
+            }
+
+            /// The time before which it must not be processed, if the sender set one.
+            pub fn not_before(&self) -> Option<std::time::SystemTime> {
+                self.not_before
+            }
+        }
+    };
+}
+pub(crate) use opened_methods;
+
+opened_methods!(Opened);
+
 impl Opened {
-    /// The plaintext.
-    pub fn plaintext(&self) -> &[u8] {
-        &self.plaintext
-    }
-
-    /// The plaintext, taken out.
-    pub fn into_plaintext(self) -> Vec<u8> {
-        self.plaintext
-    }
-
     /// The suite it was sealed with.
     pub fn suite(&self) -> Suite {
         self.suite
@@ -230,22 +235,6 @@ impl Opened {
     /// The id of the key that sealed it.
     pub fn key_id(&self) -> &KeyId {
         &self.key_id
-    }
-
-    /// The envelope's own random 256-bit id: unique per seal, so it identifies this message
-    /// for replay protection even where the broker assigns its own ids.
-    pub fn envelope_id(&self) -> &[u8; ENVELOPE_ID_LEN] {
-        &self.envelope_id
-    }
-
-    /// When it was sealed (millisecond precision), by the sender's clock.
-    pub fn sealed_at(&self) -> SystemTime {
-        self.sealed_at
-    }
-
-    /// The time before which it must not be processed, if the sender set one.
-    pub fn not_before(&self) -> Option<SystemTime> {
-        self.not_before
     }
 }
 
@@ -263,8 +252,9 @@ impl fmt::Debug for Opened {
     }
 }
 
-/// Opens an envelope sealed for `context`. The checks, in order (docs/envelope.md): size,
-/// magic, version, suite, flags, key id ([`Malformed`](CryptoError::Malformed),
+/// Opens an envelope sealed for `context`. The checks, in order (docs/envelope.md): the
+/// context ([`InvalidContext`](CryptoError::InvalidContext), [`TooLarge`](CryptoError::TooLarge));
+/// size, magic, version, suite, flags, key id, ciphertext length ([`Malformed`](CryptoError::Malformed),
 /// [`UnsupportedVersion`](CryptoError::UnsupportedVersion),
 /// [`UnsupportedSuite`](CryptoError::UnsupportedSuite)); the key, chosen by its id
 /// ([`UnknownKeyId`](CryptoError::UnknownKeyId), [`RetiredKey`](CryptoError::RetiredKey));
@@ -272,7 +262,8 @@ impl fmt::Debug for Opened {
 /// (both [`DecryptFailed`](CryptoError::DecryptFailed)); finally the key's `not_after` against
 /// the authenticated seal time ([`KeyExpired`](CryptoError::KeyExpired)). No plaintext leaves a
 /// failed open: the buffer is zeroed.
-pub fn open(keyset: &Keyset, envelope: &[u8], context: &Context) -> Result<Opened> {
+pub fn open(keyset: &Keyset, envelope: &[u8], context: &Context<'_>) -> Result<Opened> {
+    context.check()?;
     let header = parse(envelope)?;
     let key = keyset.find(header.key_id).ok_or_else(|| {
         CryptoError::UnknownKeyId(String::from_utf8_lossy(header.key_id).into_owned())
@@ -309,7 +300,7 @@ fn authenticated_fields(
 ) -> Result<Opened> {
     let times = from_millis(header.sealed_at_ms).and_then(|sealed_at| {
         let not_before = header.not_before_ms.map(from_millis).transpose()?;
-        if key.expired_at(sealed_at) {
+        if key.life().expired_at(sealed_at) {
             return Err(CryptoError::KeyExpired(key.id().to_string()));
         }
         Ok((sealed_at, not_before))
@@ -340,7 +331,7 @@ pub struct UnverifiedHeader {
     pub suite: Suite,
     /// The key id (printable ASCII, checked).
     pub key_id: String,
-    /// The envelope id.
+    /// The envelope's random 32-byte id: the replay guard's key and the key derivation's salt.
     pub envelope_id: [u8; ENVELOPE_ID_LEN],
     /// The claimed seal time.
     pub sealed_at: SystemTime,
@@ -426,14 +417,14 @@ fn zero_nonce() -> Nonce {
 }
 
 /// `AAD = header || encode(context)`: the whole header, commitment included, then the context.
-fn associated_data(header: &[u8], context: &Context) -> Result<Vec<u8>> {
+pub(crate) fn associated_data(header: &[u8], context: &Context<'_>) -> Result<Vec<u8>> {
     let mut aad = Vec::with_capacity(header.len() + 256);
     aad.extend_from_slice(header);
     context.encode_into(&mut aad)?;
     Ok(aad)
 }
 
-struct Hex<'a>(&'a [u8]);
+pub(crate) struct Hex<'a>(pub(crate) &'a [u8]);
 
 impl fmt::Debug for Hex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -25,15 +25,26 @@ pub enum CryptoError {
     /// No key with the envelope's key id is in the keyset.
     #[error("unknown key id {0:?}")]
     UnknownKeyId(String),
-    /// The envelope's key is in the keyset but retired: it opens nothing any more.
+    /// The envelope's key (version 2: its recipient key) is in the keyset but retired: it opens
+    /// nothing any more.
     #[error("key {0:?} is retired")]
     RetiredKey(String),
-    /// The key is past its `not_after` time: it seals nothing, and an envelope whose
-    /// authenticated seal time is later than `not_after` is refused.
+    /// Version 2: the sender key id the envelope names is not in the consumer's trust list.
+    /// Nothing was verified or decrypted.
+    #[error("sender key {0:?} is not trusted")]
+    UntrustedSender(String),
+    /// Version 2: the sender key the envelope names is in the trust list but retired: nothing it
+    /// signs is accepted any more.
+    #[error("sender key {0:?} is retired")]
+    RetiredSender(String),
+    /// The key (master key; version 2: recipient or sender key) is past its `not_after` time: it
+    /// seals nothing, and an envelope whose authenticated seal time is later than `not_after` is
+    /// refused.
     #[error("key {0:?} is past its not-after time")]
     KeyExpired(String),
-    /// Authentication failed: wrong tag, wrong key commitment, or a context (queue, session,
-    /// properties, ...) other than the one the envelope was sealed with.
+    /// Authentication failed: wrong tag, wrong key commitment, a bad sender signature (version
+    /// 2), or a context (queue, session, properties, ...) other than the one the envelope was
+    /// sealed with.
     #[error("the envelope could not be authenticated")]
     DecryptFailed,
     /// An input is larger than the format allows; checked before anything is allocated.
@@ -46,9 +57,13 @@ pub enum CryptoError {
         /// The limit in bytes.
         max: usize,
     },
-    /// The keyset has no primary key, so it can open but not seal.
-    #[error("the keyset has no primary key: it can open but not seal")]
+    /// The keyset has no primary key (version 2: no primary recipient public key), so it
+    /// cannot seal.
+    #[error("the keyset has no primary key: it cannot seal")]
     NoPrimaryKey,
+    /// Version 2: the producer keyset has no primary signing key, so it cannot seal.
+    #[error("the keyset has no primary signing key: it cannot seal")]
+    NoSigningKey,
     /// A key or keyset could not be built: wrong material length, bad id, duplicate ids, two
     /// primaries.
     #[error("invalid key: {0}")]

@@ -106,23 +106,58 @@ pub(crate) struct RawHeader<'a> {
     pub(crate) len: usize,
 }
 
-/// Reads the header, checking in order: the size limit, the magic, the version, the suite, the
-/// flags, the key id, and that a tag follows. Nothing is allocated.
-pub(crate) fn parse(envelope: &[u8]) -> Result<RawHeader<'_>> {
-    if envelope.len() > MAX_ENVELOPE_LEN {
+/// The format version of an envelope: its fifth byte, when it starts with the magic and has one.
+/// For choosing which `open` to call (version 1: [`crate::open`], version 2:
+/// [`crate::public::open`]); nothing about it is authenticated.
+pub fn envelope_version(bytes: &[u8]) -> Option<u8> {
+    match bytes {
+        [m0, m1, m2, m3, version, ..] if [*m0, *m1, *m2, *m3] == MAGIC => Some(*version),
+        _ => None,
+    }
+}
+
+/// Checks, in order: the envelope is at most `max_len` bytes ([`TooLarge`](CryptoError::TooLarge),
+/// before anything is read), it starts with the magic, and the fixed prefix of `N` bytes of its
+/// version is complete (both [`Malformed`](CryptoError::Malformed)). The version byte is judged
+/// only once the whole prefix is there: an input of 5 to `N - 1` bytes is `Malformed` whatever
+/// its fifth byte says. Shared by every version.
+pub(crate) fn read_prefix<const N: usize>(envelope: &[u8], max_len: usize) -> Result<&[u8; N]> {
+    if envelope.len() > max_len {
         return Err(CryptoError::TooLarge {
             what: "envelope",
             size: envelope.len(),
-            max: MAX_ENVELOPE_LEN,
+            max: max_len,
         });
     }
     let magic_len = envelope.len().min(MAGIC.len());
     if envelope[..magic_len] != MAGIC[..magic_len] {
         return Err(CryptoError::Malformed("not a queue-runtime envelope"));
     }
-    let Some(&[_, _, _, _, version, suite, flags, key_id_len]) = envelope.first_chunk::<8>() else {
-        return Err(CryptoError::Malformed("truncated header"));
-    };
+    envelope
+        .first_chunk::<N>()
+        .ok_or(CryptoError::Malformed("truncated header"))
+}
+
+/// Refuses a plaintext (when sealing) or a ciphertext (when opening) longer than
+/// [`MAX_PLAINTEXT_LEN`], so that opening and sealing agree on the largest message whatever the
+/// header's length.
+pub(crate) fn check_plaintext_len(len: usize) -> Result<()> {
+    if len > MAX_PLAINTEXT_LEN {
+        return Err(CryptoError::TooLarge {
+            what: "plaintext",
+            size: len,
+            max: MAX_PLAINTEXT_LEN,
+        });
+    }
+    Ok(())
+}
+
+/// Reads the header, checking in order: the size limit, the magic, the 8-byte prefix, the
+/// version, the suite, the flags, the key id length, that a tag follows, the key id's bytes, and
+/// that the ciphertext is no longer than the largest plaintext. Nothing is allocated.
+pub(crate) fn parse(envelope: &[u8]) -> Result<RawHeader<'_>> {
+    let &[_, _, _, _, version, suite, flags, key_id_len] =
+        read_prefix::<PREFIX_LEN>(envelope, MAX_ENVELOPE_LEN)?;
     if version != VERSION {
         return Err(CryptoError::UnsupportedVersion(version));
     }
@@ -144,19 +179,17 @@ pub(crate) fn parse(envelope: &[u8]) -> Result<RawHeader<'_>> {
     if envelope.len() < len + TAG_LEN {
         return Err(CryptoError::Malformed("truncated envelope"));
     }
-    let mut reader = Reader {
-        rest: &envelope[PREFIX_LEN..len],
-    };
-    let key_id = reader.take(key_id_len)?;
-    check_key_id(key_id).map_err(|_| CryptoError::Malformed("key id is not printable ASCII"))?;
+    let mut reader = Reader::new(&envelope[PREFIX_LEN..len]);
+    let key_id = reader.key_id(key_id_len)?;
     let envelope_id = reader.array::<ENVELOPE_ID_LEN>()?;
-    let sealed_at_ms = u64::from_be_bytes(*reader.array::<8>()?);
+    let sealed_at_ms = reader.u64()?;
     let not_before_ms = if has_not_before {
-        Some(u64::from_be_bytes(*reader.array::<8>()?))
+        Some(reader.u64()?)
     } else {
         None
     };
     let commitment = reader.array::<COMMITMENT_LEN>()?;
+    check_plaintext_len(envelope.len() - len - TAG_LEN)?;
     Ok(RawHeader {
         suite,
         key_id,
@@ -198,12 +231,16 @@ pub(crate) fn write_header(
 
 /// Reads fixed-size fields off a slice whose length was checked; a short read is still an
 /// error, never a panic.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, len: usize) -> Result<&'a [u8]> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Reader { rest: bytes }
+    }
+
+    pub(crate) fn take(&mut self, len: usize) -> Result<&'a [u8]> {
         if self.rest.len() < len {
             return Err(CryptoError::Malformed("truncated header"));
         }
@@ -212,14 +249,26 @@ impl<'a> Reader<'a> {
         Ok(taken)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<&'a [u8; N]> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<&'a [u8; N]> {
         self.take(N)?
             .try_into()
             .map_err(|_| CryptoError::Malformed("truncated header"))
     }
+
+    pub(crate) fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_be_bytes(*self.array::<8>()?))
+    }
+
+    /// A key id of `len` bytes, checked to be printable ASCII.
+    pub(crate) fn key_id(&mut self, len: usize) -> Result<&'a [u8]> {
+        let id = self.take(len)?;
+        check_key_id(id).map_err(|_| CryptoError::Malformed("key id is not printable ASCII"))?;
+        Ok(id)
+    }
 }
 
-/// Milliseconds since the Unix epoch, as the header stores times.
+/// Milliseconds since the Unix epoch, as the header stores times: sub-millisecond parts are
+/// truncated (rounded toward the epoch), times before 1970 are refused.
 pub(crate) fn to_millis(time: SystemTime) -> Result<u64> {
     let since_epoch = time
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -275,6 +324,9 @@ mod tests {
     fn times_convert_both_ways() {
         let time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_790_000_000_123);
         assert_eq!(from_millis(to_millis(time).unwrap()).unwrap(), time);
+        // Sub-millisecond parts are cut off, never rounded up.
+        let sub_ms = SystemTime::UNIX_EPOCH + Duration::from_micros(1_790_000_000_123_999);
+        assert_eq!(to_millis(sub_ms).unwrap(), 1_790_000_000_123);
         let before_epoch = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
         assert!(matches!(
             to_millis(before_epoch),

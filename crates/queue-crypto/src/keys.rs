@@ -150,13 +150,133 @@ impl fmt::Display for KeyState {
     }
 }
 
+/// The state and the times every kind of key carries (master keys, recipient keys, sender
+/// keys): one rule for all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Lifetime {
+    pub(crate) state: KeyState,
+    pub(crate) created: Option<SystemTime>,
+    pub(crate) not_after: Option<SystemTime>,
+}
+
+impl Lifetime {
+    pub(crate) fn new(state: KeyState) -> Self {
+        Lifetime {
+            state,
+            created: None,
+            not_after: None,
+        }
+    }
+
+    /// Whether `at` is past `not_after`.
+    pub(crate) fn expired_at(&self, at: SystemTime) -> bool {
+        self.not_after.is_some_and(|not_after| at > not_after)
+    }
+}
+
+/// A key with an id and a state, as the set checks and lookups see it.
+pub(crate) trait Named {
+    fn key_id(&self) -> &KeyId;
+    fn lifetime(&self) -> &Lifetime;
+}
+
+/// The accessors and builders of a key type with fields `id: KeyId` and `life: Lifetime`.
+macro_rules! lifetime_methods {
+    ($key:ty) => {
+        impl $key {
+            /// Records when the key was created (informational: rotation tooling reports ages).
+            #[must_use]
+            pub fn with_created(mut self, created: std::time::SystemTime) -> Self {
+                self.life.created = Some(created);
+                self
+            }
+
+            /// After this time the key seals nothing
+            /// ([`KeyExpired`](crate::CryptoError::KeyExpired)), and an envelope whose
+            /// authenticated seal time is later is refused. Envelopes sealed before it keep
+            /// opening until the key is retired. The sealer chooses the seal time, so this does
+            /// not limit a leaked key: only retirement does (docs/security.md).
+            #[must_use]
+            pub fn with_not_after(mut self, not_after: std::time::SystemTime) -> Self {
+                self.life.not_after = Some(not_after);
+                self
+            }
+
+            /// The key's id.
+            pub fn id(&self) -> &$crate::keys::KeyId {
+                &self.id
+            }
+
+            /// The key's state.
+            pub fn state(&self) -> $crate::keys::KeyState {
+                self.life.state
+            }
+
+            /// When the key was created, if recorded.
+            pub fn created(&self) -> Option<std::time::SystemTime> {
+                self.life.created
+            }
+
+            /// The time after which the key seals nothing, if any.
+            pub fn not_after(&self) -> Option<std::time::SystemTime> {
+                self.life.not_after
+            }
+        }
+
+        impl $crate::keys::Named for $key {
+            fn key_id(&self) -> &$crate::keys::KeyId {
+                &self.id
+            }
+
+            fn lifetime(&self) -> &$crate::keys::Lifetime {
+                &self.life
+            }
+        }
+    };
+}
+pub(crate) use lifetime_methods;
+
+/// Checks a list of keys of one kind: ids unique and, when `one_primary`, at most one primary.
+pub(crate) fn check_keys<T: Named>(what: &str, keys: &[T], one_primary: bool) -> Result<()> {
+    for (index, key) in keys.iter().enumerate() {
+        if keys[..index]
+            .iter()
+            .any(|earlier| earlier.key_id() == key.key_id())
+        {
+            return Err(CryptoError::InvalidKey(format!(
+                "key id {:?} appears twice in the {what}",
+                key.key_id()
+            )));
+        }
+    }
+    let primaries = keys
+        .iter()
+        .filter(|key| key.lifetime().state == KeyState::Primary)
+        .count();
+    if one_primary && primaries > 1 {
+        return Err(CryptoError::InvalidKey(format!(
+            "the {what} has at most one primary key, found {primaries}"
+        )));
+    }
+    Ok(())
+}
+
+/// The key whose id has these bytes (as read from an envelope).
+pub(crate) fn find<'a, T: Named>(keys: &'a [T], id: &[u8]) -> Option<&'a T> {
+    keys.iter().find(|key| key.key_id().0.as_bytes() == id)
+}
+
+/// The primary key, if there is one.
+pub(crate) fn primary<T: Named>(keys: &[T]) -> Option<&T> {
+    keys.iter()
+        .find(|key| key.lifetime().state == KeyState::Primary)
+}
+
 /// A master key: id, material, state, and the times that bound its use.
 pub struct Key {
     id: KeyId,
     material: KeyMaterial,
-    state: KeyState,
-    created: Option<SystemTime>,
-    not_after: Option<SystemTime>,
+    life: Lifetime,
 }
 
 impl Key {
@@ -165,46 +285,8 @@ impl Key {
         Key {
             id,
             material,
-            state,
-            created: None,
-            not_after: None,
+            life: Lifetime::new(state),
         }
-    }
-
-    /// Records when the key was created (informational: rotation tooling reports key ages).
-    #[must_use]
-    pub fn with_created(mut self, created: SystemTime) -> Self {
-        self.created = Some(created);
-        self
-    }
-
-    /// After this time the key seals nothing ([`CryptoError::KeyExpired`]), and an envelope
-    /// whose authenticated seal time is later is refused. Envelopes sealed before it keep
-    /// opening until the key is retired.
-    #[must_use]
-    pub fn with_not_after(mut self, not_after: SystemTime) -> Self {
-        self.not_after = Some(not_after);
-        self
-    }
-
-    /// The key's id.
-    pub fn id(&self) -> &KeyId {
-        &self.id
-    }
-
-    /// The key's state.
-    pub fn state(&self) -> KeyState {
-        self.state
-    }
-
-    /// When the key was created, if recorded.
-    pub fn created(&self) -> Option<SystemTime> {
-        self.created
-    }
-
-    /// The time after which the key seals nothing, if any.
-    pub fn not_after(&self) -> Option<SystemTime> {
-        self.not_after
     }
 
     /// The key material.
@@ -212,19 +294,20 @@ impl Key {
         &self.material
     }
 
-    /// Whether `at` is past the key's `not_after`.
-    pub(crate) fn expired_at(&self, at: SystemTime) -> bool {
-        self.not_after.is_some_and(|not_after| at > not_after)
+    pub(crate) fn life(&self) -> &Lifetime {
+        &self.life
     }
 }
+
+lifetime_methods!(Key);
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Key")
             .field("id", &self.id)
-            .field("state", &self.state)
-            .field("created", &self.created)
-            .field("not_after", &self.not_after)
+            .field("state", &self.life.state)
+            .field("created", &self.life.created)
+            .field("not_after", &self.life.not_after)
             .field("material", &self.material)
             .finish()
     }
@@ -248,29 +331,13 @@ impl Keyset {
                 "a keyset needs at least one key".into(),
             ));
         }
-        for (index, key) in keys.iter().enumerate() {
-            if keys[..index].iter().any(|earlier| earlier.id == key.id) {
-                return Err(CryptoError::InvalidKey(format!(
-                    "key id {:?} appears twice in the keyset",
-                    key.id
-                )));
-            }
-        }
-        let primaries = keys
-            .iter()
-            .filter(|key| key.state == KeyState::Primary)
-            .count();
-        if primaries > 1 {
-            return Err(CryptoError::InvalidKey(format!(
-                "a keyset has at most one primary key, found {primaries}"
-            )));
-        }
+        check_keys("keyset", &keys, true)?;
         Ok(Keyset { keys })
     }
 
     /// The key that seals, if there is one.
     pub fn primary(&self) -> Option<&Key> {
-        self.keys.iter().find(|key| key.state == KeyState::Primary)
+        primary(&self.keys)
     }
 
     /// The key with this id, in any state.
@@ -280,7 +347,7 @@ impl Keyset {
 
     /// The key whose id has these bytes (as read from an envelope).
     pub(crate) fn find(&self, id: &[u8]) -> Option<&Key> {
-        self.keys.iter().find(|key| key.id.0.as_bytes() == id)
+        find(&self.keys, id)
     }
 
     /// Every key, in the order given.

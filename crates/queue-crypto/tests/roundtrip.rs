@@ -221,3 +221,102 @@ fn a_seal_time_before_1970_is_an_error_not_a_panic() {
         CryptoError::InvalidTime(_)
     ));
 }
+
+#[test]
+fn open_refuses_what_seal_would_refuse_whatever_the_header_length() {
+    // A short header (9-byte key id, no not-before) leaves 71 bytes of MAX_ENVELOPE_LEN that a
+    // ciphertext could fill; opening refuses them exactly as sealing refuses the plaintext.
+    let keyset = keyset();
+    let context = Context::new("q");
+    let envelope = seal(&keyset, b"x", &context).unwrap();
+    let header_len = peek_header(&envelope).unwrap().header_len;
+    let mut long = envelope.clone();
+    long.resize(header_len + MAX_PLAINTEXT_LEN + 1 + TAG_LEN, 0);
+    assert!(long.len() <= MAX_ENVELOPE_LEN);
+    let too_large = CryptoError::TooLarge {
+        what: "plaintext",
+        size: MAX_PLAINTEXT_LEN + 1,
+        max: MAX_PLAINTEXT_LEN,
+    };
+    assert_eq!(open(&keyset, &long, &context).unwrap_err(), too_large);
+    assert_eq!(peek_header(&long).unwrap_err(), too_large);
+    // At the limit it is judged on its tag, like any other envelope.
+    long.truncate(long.len() - 1);
+    assert_eq!(
+        open(&keyset, &long, &context).unwrap_err(),
+        CryptoError::DecryptFailed
+    );
+}
+
+#[test]
+fn short_inputs_are_malformed_until_the_prefix_is_complete() {
+    let keyset = keyset();
+    let context = Context::new("q");
+    for input in [
+        &b""[..],
+        b"\xF5",
+        b"\xF5QRE",
+        b"\xF5QRE\x09",
+        b"\xF5QRE\x01\x01",
+        b"\xF5QRE\x02\x01\x00",
+    ] {
+        assert!(
+            matches!(
+                open(&keyset, input, &context),
+                Err(CryptoError::Malformed(_))
+            ),
+            "{input:?}"
+        );
+    }
+    // From 8 bytes on, the version is judged first.
+    assert_eq!(
+        open(&keyset, b"\xF5QRE\x09\x01\x00\x01", &context).unwrap_err(),
+        CryptoError::UnsupportedVersion(9)
+    );
+    assert_eq!(queue_crypto::envelope_version(b"\xF5QRE\x09"), Some(9));
+    assert_eq!(queue_crypto::envelope_version(b"\xF5QRE"), None);
+}
+
+#[test]
+fn an_invalid_context_is_judged_before_the_envelope() {
+    let keyset = keyset();
+    for input in [
+        &b"not an envelope"[..],
+        &seal(&keyset, b"x", &Context::new("q")).unwrap(),
+    ] {
+        assert!(matches!(
+            open(&keyset, input, &Context::new("")).unwrap_err(),
+            CryptoError::InvalidContext(_)
+        ));
+    }
+    assert!(matches!(
+        seal(
+            &Keyset::new([key("k", 1, KeyState::Active)]).unwrap(),
+            b"x",
+            &Context::new("")
+        )
+        .unwrap_err(),
+        CryptoError::InvalidContext(_)
+    ));
+}
+
+#[test]
+fn times_truncate_to_milliseconds_and_not_before_may_precede_the_seal() {
+    let keyset = keyset();
+    let context = Context::new("q");
+    let sealed = std::time::SystemTime::UNIX_EPOCH + Duration::from_micros(1_790_000_000_123_999);
+    let sealer = Sealer::new().with_clock(Arc::new(FixedClock(sealed)));
+    let envelope = sealer
+        .seal_not_before(&keyset, b"x", &context, millis(1_000))
+        .unwrap();
+    let opened = open(&keyset, &envelope, &context).unwrap();
+    assert_eq!(opened.sealed_at(), millis(1_790_000_000_123));
+    assert_eq!(opened.not_before(), Some(millis(1_000)));
+    let before_1970 = std::time::SystemTime::UNIX_EPOCH - Duration::from_millis(1);
+    assert!(matches!(
+        sealer
+            .seal_not_before(&keyset, b"x", &context, before_1970)
+            .unwrap_err(),
+        CryptoError::InvalidTime(_)
+    ));
+}

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use moka::future::Cache;
 use parking_lot::{Mutex, RwLock};
 use queue_crypto::{Context, CryptoError, Keyset, Opened};
 use tracing::{info, warn};
@@ -72,8 +71,9 @@ impl KeyRingOptions {
 
 /// The keys a client seals and opens with: a [`KeySource`] behind
 ///
-/// - a `moka` cache of the current keyset with a time to live (the refresh interval); concurrent
-///   callers share one fetch;
+/// - the current keyset, used until the refresh interval has passed since it was fetched: held
+///   as an `Arc` behind a read lock, so a message pays an uncontended read and a clock read,
+///   not a cache lookup; concurrent callers that find it stale share one fetch;
 /// - the last good keyset, used (with a warning) when a refresh fails, so an unreachable store
 ///   does not stop a running service;
 /// - a bounded `moka` negative cache of unknown key ids, and a limit of one forced refresh per
@@ -82,7 +82,9 @@ impl KeyRingOptions {
 pub struct KeyRing {
     source: Arc<dyn KeySource>,
     options: KeyRingOptions,
-    current: Cache<(), Arc<Keyset>>,
+    current: RwLock<Option<Current>>,
+    /// Held while fetching, so that callers finding the keyset stale share one fetch.
+    fetching: tokio::sync::Mutex<()>,
     last_good: RwLock<Option<Arc<Keyset>>>,
     unknown_ids: moka::sync::Cache<String, ()>,
     last_forced_refresh: Mutex<Option<Instant>>,
@@ -108,10 +110,8 @@ impl KeyRing {
     /// A key ring over `source`.
     pub fn with_options(source: Arc<dyn KeySource>, options: KeyRingOptions) -> Self {
         KeyRing {
-            current: Cache::builder()
-                .max_capacity(1)
-                .time_to_live(options.refresh_interval)
-                .build(),
+            current: RwLock::new(None),
+            fetching: tokio::sync::Mutex::new(()),
             unknown_ids: moka::sync::Cache::builder()
                 .max_capacity(options.unknown_id_capacity)
                 .time_to_live(options.unknown_id_ttl)
@@ -140,18 +140,41 @@ impl KeyRing {
     /// # Errors
     /// The source's error, when it fails and no keyset was ever fetched.
     pub async fn keyset(&self) -> Result<Arc<Keyset>> {
-        self.current
-            .try_get_with((), self.fetch_or_last_good())
-            .await
-            .map_err(|error| (*error).clone())
+        if let Some(keyset) = self.fresh() {
+            return Ok(keyset);
+        }
+        let _fetching = self.fetching.lock().await;
+        // Another caller may have fetched while this one waited.
+        if let Some(keyset) = self.fresh() {
+            return Ok(keyset);
+        }
+        let keyset = self.fetch_or_last_good().await?;
+        self.store(&keyset);
+        Ok(keyset)
     }
 
     /// Asks the source now and caches the answer (for a rotation that must not wait for the
     /// refresh interval).
     pub async fn refresh(&self) -> Result<Arc<Keyset>> {
         let keyset = self.fetch_or_last_good().await?;
-        self.current.insert((), Arc::clone(&keyset)).await;
+        self.store(&keyset);
         Ok(keyset)
+    }
+
+    /// The cached keyset, unless the refresh interval has passed since it was fetched.
+    fn fresh(&self) -> Option<Arc<Keyset>> {
+        let current = self.current.read();
+        current
+            .as_ref()
+            .filter(|current| current.fetched_at.elapsed() < self.options.refresh_interval)
+            .map(|current| Arc::clone(&current.keyset))
+    }
+
+    fn store(&self, keyset: &Arc<Keyset>) {
+        *self.current.write() = Some(Current {
+            keyset: Arc::clone(keyset),
+            fetched_at: Instant::now(),
+        });
     }
 
     /// The current keyset, which holds a key with this id (in any state).
@@ -161,7 +184,7 @@ impl KeyRing {
     /// [`min_forced_refresh_interval`](KeyRingOptions::min_forced_refresh_interval).
     ///
     /// # Errors
-    /// [`KeyError::UnknownKeyId`], or the source's error.
+    /// a `CryptoError::UnknownKeyId` inside [`KeyError::Crypto`], or the source's error.
     pub async fn keyset_with(&self, key_id: &str) -> Result<Arc<Keyset>> {
         let keyset = self.keyset().await?;
         if keyset.get(key_id).is_some() {
@@ -197,7 +220,7 @@ impl KeyRing {
     /// [`KeyError::Crypto`] for every envelope that does not open (format, version, suite,
     /// retired or expired key, authentication, `CryptoError::UnknownKeyId`), or the source's
     /// error (transient: the message should be retried, not refused).
-    pub async fn open(&self, envelope: &[u8], context: &Context) -> Result<Opened> {
+    pub async fn open(&self, envelope: &[u8], context: &Context<'_>) -> Result<Opened> {
         let keyset = self.keyset().await?;
         match queue_crypto::open(&keyset, envelope, context) {
             // Refused before any cryptography: the id may name a key added since the last
@@ -245,6 +268,13 @@ impl KeyRing {
             }
         }
     }
+}
+
+/// The keyset in use and when it was fetched.
+#[derive(Debug)]
+struct Current {
+    keyset: Arc<Keyset>,
+    fetched_at: Instant,
 }
 
 /// Ids and states, for logs: `orders-2026-11=primary, orders-2026-08=active`.

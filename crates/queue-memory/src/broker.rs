@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
@@ -21,8 +22,56 @@ use crate::{MemoryConfig, PROVIDER_NAME, QueueOptions};
 pub(crate) struct Queue {
     pub(crate) name: QueueName,
     pub(crate) state: Mutex<QueueState>,
-    pub(crate) changed: Notify,
+    changed: Notify,
+    /// Receivers between a look that found nothing and their wake-up. Counted under the state
+    /// lock, so a change made after a look (under the same lock) always sees the waiter; a
+    /// change nobody waits for then skips `Notify`, whose `notify_waiters` takes a lock of its
+    /// own every time.
+    waiting: AtomicUsize,
+    /// Set when the queue is deleted: receipts that still point at it are refused.
+    deleted: AtomicBool,
+    /// The broker the queue belongs to.
+    broker: u64,
 }
+
+impl Queue {
+    /// Wakes the receivers waiting for this queue to change, if any.
+    pub(crate) fn wake(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Wakes every waiter, counted or not: the queue was deleted or the broker closed.
+    pub(crate) fn wake_all(&self) {
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::SeqCst);
+        self.wake_all();
+    }
+}
+
+/// A waiter counted in [`Queue::waiting`] until dropped (woken, timed out, or cancelled).
+struct Waiting<'a>(&'a Queue);
+
+impl<'a> Waiting<'a> {
+    fn new(queue: &'a Queue) -> Self {
+        queue.waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting(queue)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Tells brokers apart, so that a receipt is only taken as pointing into this broker's queues
+/// when it does.
+static BROKER_IDS: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug)]
 pub(crate) struct Broker {
@@ -31,6 +80,7 @@ pub(crate) struct Broker {
     clock: Clock,
     pub(crate) queues: RwLock<HashMap<QueueName, Arc<Queue>>>,
     pub(crate) closed: AtomicBool,
+    id: u64,
 }
 
 impl Broker {
@@ -41,6 +91,7 @@ impl Broker {
             clock: Clock::new(),
             queues: RwLock::new(HashMap::new()),
             closed: AtomicBool::new(false),
+            id: BROKER_IDS.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -83,6 +134,9 @@ impl Broker {
                 self.config.accepted_message_bytes(),
             )),
             changed: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            deleted: AtomicBool::new(false),
+            broker: self.id,
         });
         queues.insert(name.clone(), Arc::clone(&queue));
         Ok(queue)
@@ -122,28 +176,32 @@ impl Broker {
         wait: Duration,
         mut attempt: impl FnMut(&mut QueueState, Instant) -> Result<Option<T>>,
     ) -> Result<Option<T>> {
-        let deadline = later(Instant::now(), wait);
+        let mut deadline = None;
         loop {
-            let (changed, wake_at) = {
+            let (changed, wake_at, waiting) = {
                 let mut state = queue.state.lock();
                 self.check_open()?;
                 let now = Instant::now();
                 if state.advance(now) {
-                    queue.changed.notify_waiters();
+                    queue.wake();
                 }
                 if let Some(found) = attempt(&mut state, now)? {
                     return Ok(Some(found));
                 }
+                let deadline = *deadline.get_or_insert_with(|| later(now, wait));
                 if now >= deadline {
                     return Ok(None);
                 }
-                // Created under the lock, so a change made after we release it wakes us.
+                // Counted and created under the lock, so a change made after we release it
+                // sees us and wakes us.
+                let waiting = Waiting::new(queue);
                 let changed = queue.changed.notified();
                 let wake_at = state.next_event().map_or(deadline, |at| at.min(deadline));
-                (changed, wake_at)
+                (changed, wake_at, waiting)
             };
             // Either outcome means: look again.
             let _ = tokio::time::timeout_at(wake_at, changed).await;
+            drop(waiting);
         }
     }
 
@@ -162,14 +220,14 @@ impl Broker {
         woke |= result.is_ok();
         drop(state);
         if woke {
-            queue.changed.notify_waiters();
+            queue.wake();
         }
         result
     }
 
     pub(crate) fn received(
         &self,
-        queue: &Queue,
+        queue: &Arc<Queue>,
         kind: LaneKind,
         session: Option<(SessionId, u64)>,
         delivery: Delivery,
@@ -187,16 +245,40 @@ impl Broker {
                     token: delivery.token,
                     kind,
                     session_lock: session.map(|(_, lock)| lock),
+                    queue: Arc::downgrade(queue),
                 },
             ),
         }
     }
+
+    /// The queue a receipt settles on: the one it was received from when that queue belongs to
+    /// this broker (no lookup by name), refused as not found once that queue was deleted;
+    /// a receipt of another broker is looked up by its queue's name.
+    pub(crate) fn receipt_queue(&self, receipt: &Receipt) -> Result<(Arc<Queue>, MemoryReceipt)> {
+        let data = receipt.data::<MemoryReceipt>(PROVIDER_NAME)?;
+        self.check_open()?;
+        let queue = match data.queue.upgrade() {
+            Some(queue) if queue.broker == self.id => {
+                if queue.deleted.load(Ordering::SeqCst) {
+                    return Err(QueueError::new(
+                        ErrorKind::NotFound,
+                        format!("queue {} does not exist", queue.name),
+                    ));
+                }
+                queue
+            }
+            _ => self.find(receipt.queue())?,
+        };
+        Ok((queue, data.clone()))
+    }
 }
 
-/// What a memory receipt holds: the lock token, the lane, and the session lock if any.
-#[derive(Debug, Clone, Copy)]
+/// What a memory receipt holds: the lock token, the lane, the session lock if any, and the queue
+/// (weakly: a receipt does not keep a deleted queue alive).
+#[derive(Debug, Clone)]
 pub(crate) struct MemoryReceipt {
     pub(crate) token: u64,
     pub(crate) kind: LaneKind,
     pub(crate) session_lock: Option<u64>,
+    queue: Weak<Queue>,
 }

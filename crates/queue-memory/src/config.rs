@@ -101,12 +101,13 @@ impl QueueOptions {
         self.requires_session
     }
 
-    /// The session lock duration.
+    /// How long a session receiver holds its session before another receiver may take it,
+    /// unless renewed.
     pub fn session_lock_duration(&self) -> Duration {
         self.session_lock_duration
     }
 
-    /// The default time to live.
+    /// How long a message lives when its sender set no time to live; `None`: until received.
     pub fn default_time_to_live(&self) -> Option<Duration> {
         self.default_time_to_live
     }

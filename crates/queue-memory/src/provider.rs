@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use queue_core::raw::check_max_messages;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, ErrorKind, Message, PeekOptions,
-    PeekedMessage, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage,
-    Result, SendOutcome, SessionReceiver, SessionSelector,
+    PeekedMessage, QueueCounts, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions,
+    ReceivedMessage, Result, SendOutcome, SessionReceiver, SessionSelector,
 };
 use tokio::time::Instant;
 
@@ -62,6 +62,7 @@ impl MemoryProvider {
         capabilities.peek = true;
         capabilities.lock_renewal = true;
         capabilities.sequence_numbers = true;
+        capabilities.counts = true;
         capabilities.max_message_bytes = config.accepted_message_bytes();
         capabilities.max_batch_messages = MAX_BATCH_MESSAGES;
         capabilities.max_receive_messages = MAX_RECEIVE_MESSAGES;
@@ -95,7 +96,7 @@ impl MemoryProvider {
         let removed = self.broker.queues.write().remove(name);
         match removed {
             Some(queue) => {
-                queue.changed.notify_waiters();
+                queue.mark_deleted();
                 Ok(())
             }
             None => Err(QueueError::new(
@@ -119,9 +120,7 @@ impl MemoryProvider {
     }
 
     fn receipt_queue(&self, receipt: &Receipt) -> Result<(Arc<Queue>, MemoryReceipt)> {
-        let data = *receipt.data::<MemoryReceipt>(PROVIDER_NAME)?;
-        let queue = self.broker.find(receipt.queue())?;
-        Ok((queue, data))
+        self.broker.receipt_queue(receipt)
     }
 }
 
@@ -156,7 +155,7 @@ impl QueueProvider for MemoryProvider {
             let mut state = target.state.lock();
             state.send(message, Instant::now())?
         };
-        target.changed.notify_waiters();
+        target.wake();
         Ok(SendOutcome {
             message_id,
             sequence_number: Some(sequence_number),
@@ -181,7 +180,7 @@ impl QueueProvider for MemoryProvider {
                 }));
             }
         }
-        target.changed.notify_waiters();
+        target.wake();
         Ok(outcomes)
     }
 
@@ -193,19 +192,18 @@ impl QueueProvider for MemoryProvider {
         let max = check_max_messages(options.max_messages, self.capabilities())?;
         let source = self.broker.find(queue)?;
         let kind = LaneKind::from(options.sub_queue);
-        source.state.lock().check_plain_receive(kind)?;
-        let deliveries = self
-            .broker
+        let broker = &self.broker;
+        let received = broker
             .wait_for(&source, options.wait, |state, now| {
-                let deliveries = state.receive(kind, max, now);
-                Ok((!deliveries.is_empty()).then_some(deliveries))
+                state.check_plain_receive(kind)?;
+                let received = state.receive_with(kind, max, now, |delivery| {
+                    broker.received(&source, kind, None, delivery)
+                });
+                Ok((!received.is_empty()).then_some(received))
             })
             .await?
             .unwrap_or_default();
-        Ok(deliveries
-            .into_iter()
-            .map(|delivery| self.broker.received(&source, kind, None, delivery))
-            .collect())
+        Ok(received)
     }
 
     async fn peek(&self, queue: &QueueName, options: PeekOptions) -> Result<Vec<PeekedMessage>> {
@@ -294,6 +292,18 @@ impl QueueProvider for MemoryProvider {
         }))
     }
 
+    async fn counts(&self, queue: &QueueName) -> Result<QueueCounts> {
+        let stats = self.queue_stats(queue)?;
+        let count = |n: usize| Some(u64::try_from(n).unwrap_or(u64::MAX));
+        let mut counts = QueueCounts::default();
+        counts.active = count(stats.active);
+        counts.in_flight = count(stats.in_flight);
+        counts.scheduled = count(stats.scheduled);
+        counts.dead_letter = count(stats.dead_letter);
+        counts.oldest_enqueued_at = stats.oldest_enqueued_at;
+        Ok(counts)
+    }
+
     async fn cancel_scheduled(&self, queue: &QueueName, sequence_number: u64) -> Result<()> {
         let source = self.broker.find(queue)?;
         self.broker
@@ -304,7 +314,7 @@ impl QueueProvider for MemoryProvider {
         self.broker.closed.store(true, Ordering::Release);
         let queues: Vec<Arc<Queue>> = self.broker.queues.read().values().cloned().collect();
         for queue in queues {
-            queue.changed.notify_waiters();
+            queue.wake_all();
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -54,6 +55,33 @@ pub(crate) fn later(at: Instant, duration: Duration) -> Instant {
     at.checked_add(duration.min(FAR))
         .unwrap_or_else(|| at + Duration::from_secs(24 * 60 * 60))
 }
+
+/// Hashes lock tokens: the broker's own sequential counters, never chosen by a client (a forged
+/// token is only ever looked up, and misses), so SipHash's resistance to chosen keys buys
+/// nothing here, while a multiply-fold spreads consecutive tokens over the table in a few
+/// instructions.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TokenHasher(u64);
+
+impl Hasher for TokenHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, token: u64) {
+        self.0 = token;
+    }
+
+    fn finish(&self) -> u64 {
+        let product = u128::from(self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (product as u64) ^ ((product >> 64) as u64)
+    }
+}
+
+/// Entries keyed by lock token.
+type ByToken<V> = HashMap<u64, V, BuildHasherDefault<TokenHasher>>;
 
 /// A message held by the broker.
 #[derive(Debug)]
@@ -118,7 +146,7 @@ impl From<SubQueue> for LaneKind {
 
 #[derive(Debug)]
 struct Locked {
-    stored: Stored,
+    stored: Box<Stored>,
     locked_until: Instant,
 }
 
@@ -126,16 +154,16 @@ struct Locked {
 #[derive(Debug, Default)]
 struct Lane {
     /// New messages, in arrival order.
-    ready: VecDeque<Stored>,
+    ready: VecDeque<Box<Stored>>,
     /// Messages that came back (abandoned, lock expired): first in line, in sequence order.
-    returned: BTreeMap<u64, Stored>,
-    in_flight: HashMap<u64, Locked>,
+    returned: BTreeMap<u64, Box<Stored>>,
+    in_flight: ByToken<Locked>,
     /// `(deadline, token)` in deadline order; entries of settled or renewed locks are stale.
     lock_order: VecDeque<(Instant, u64)>,
 }
 
 impl Lane {
-    fn pop_next(&mut self) -> Option<Stored> {
+    fn pop_next(&mut self) -> Option<Box<Stored>> {
         match self.returned.pop_first() {
             Some((_, stored)) => Some(stored),
             None => self.ready.pop_front(),
@@ -143,7 +171,7 @@ impl Lane {
     }
 
     /// The next lock that expired, removed from the lane; stale entries are dropped on the way.
-    fn pop_expired_lock(&mut self, now: Instant) -> Option<Stored> {
+    fn pop_expired_lock(&mut self, now: Instant) -> Option<Box<Stored>> {
         while let Some(&(deadline, token)) = self.lock_order.front() {
             match self.in_flight.get(&token) {
                 Some(locked) if locked.locked_until == deadline => {
@@ -169,12 +197,12 @@ impl Lane {
 /// The messages, lock and state of one session.
 #[derive(Debug, Default)]
 struct Session {
-    ready: VecDeque<Stored>,
-    returned: BTreeMap<u64, Stored>,
+    ready: VecDeque<Box<Stored>>,
+    returned: BTreeMap<u64, Box<Stored>>,
     /// Set by an abandon with a delay: the session's next message waits until then, and so do
     /// the ones behind it, which keeps the session in order.
     blocked_until: Option<Instant>,
-    in_flight: HashMap<u64, Stored>,
+    in_flight: ByToken<Box<Stored>>,
     state: Option<Bytes>,
     /// `(lock id, locked until)` of the receiver holding the session.
     holder: Option<(u64, Instant)>,
@@ -225,7 +253,7 @@ enum Target {
 
 #[derive(Debug)]
 struct Pending {
-    stored: Stored,
+    stored: Box<Stored>,
     target: Target,
 }
 
@@ -241,6 +269,8 @@ pub struct QueueStats {
     pub in_flight: usize,
     /// Messages in the dead-letter queue (locked ones included).
     pub dead_letter: usize,
+    /// When the oldest message of the queue (not its dead-letter queue) was enqueued.
+    pub oldest_enqueued_at: Option<SystemTime>,
 }
 
 /// Everything about one queue.
@@ -452,7 +482,7 @@ impl QueueState {
     }
 
     /// An expired message leaves the queue: dead-lettered when the queue says so, else dropped.
-    fn expire(&mut self, stored: Stored) {
+    fn expire(&mut self, stored: Box<Stored>) {
         self.live = self.live.saturating_sub(1);
         if self.options.dead_letter_on_expiration() {
             let reason = DeadLetterReason::new(
@@ -463,7 +493,7 @@ impl QueueState {
         }
     }
 
-    fn push_dead_letter(&mut self, mut stored: Stored, reason: DeadLetterReason) {
+    fn push_dead_letter(&mut self, mut stored: Box<Stored>, reason: DeadLetterReason) {
         // The same accounting as the brokers this one stands in for: a reason and description
         // fit the room every message keeps for them.
         let measure = |reason: &DeadLetterReason| reason.reason.len() + reason.description.len();
@@ -483,7 +513,7 @@ impl QueueState {
 
     /// A delivery came back unsettled: first in line again, unless it used its last delivery or
     /// expired meanwhile.
-    fn return_to_lane(&mut self, kind: LaneKind, stored: Stored, now: Instant) {
+    fn return_to_lane(&mut self, kind: LaneKind, stored: Box<Stored>, now: Instant) {
         if kind == LaneKind::Main {
             if let Some(reason) = self.exhausted(&stored) {
                 self.live = self.live.saturating_sub(1);
@@ -559,14 +589,14 @@ impl QueueState {
         }
         let sequence_number = self.next_sequence_number;
         self.next_sequence_number += 1;
-        let stored = Stored {
+        let stored = Box::new(Stored {
             message,
             sequence_number,
             enqueued_at: self.clock.system(now),
             expires_at,
             deliveries: 0,
             dead_letter: None,
-        };
+        });
         self.live += 1;
         if let Some(at) = visible_at {
             self.pending_order.push(Reverse((at, sequence_number)));
@@ -619,8 +649,25 @@ impl QueueState {
     }
 
     /// Hands out up to `max` messages under a lock.
+    #[cfg(test)]
     pub(crate) fn receive(&mut self, kind: LaneKind, max: usize, now: Instant) -> Vec<Delivery> {
-        let mut deliveries = Vec::new();
+        self.receive_with(kind, max, now, |delivery| delivery)
+    }
+
+    /// Hands out up to `max` messages under a lock, each turned by `wrap` into what the caller
+    /// returns (so the deliveries are not collected twice).
+    pub(crate) fn receive_with<T>(
+        &mut self,
+        kind: LaneKind,
+        max: usize,
+        now: Instant,
+        mut wrap: impl FnMut(Delivery) -> T,
+    ) -> Vec<T> {
+        let available = self.lane(kind).len();
+        if available == 0 {
+            return Vec::new();
+        }
+        let mut deliveries = Vec::with_capacity(max.min(available));
         let locked_until = later(now, self.options.lock_duration());
         while deliveries.len() < max {
             let Some(mut stored) = self.lane(kind).pop_next() else {
@@ -632,12 +679,12 @@ impl QueueState {
             }
             stored.deliveries += 1;
             let token = self.token();
-            deliveries.push(Delivery {
+            deliveries.push(wrap(Delivery {
                 message: stored.message.clone(),
                 info: stored.delivery_info(&self.clock),
                 locked_until,
                 token,
-            });
+            }));
             let lane = self.lane(kind);
             lane.in_flight.insert(
                 token,
@@ -651,7 +698,7 @@ impl QueueState {
         deliveries
     }
 
-    fn take_locked(&mut self, kind: LaneKind, token: u64) -> Result<Stored, QueueError> {
+    fn take_locked(&mut self, kind: LaneKind, token: u64) -> Result<Box<Stored>, QueueError> {
         self.lane(kind)
             .in_flight
             .remove(&token)
@@ -819,7 +866,7 @@ impl QueueState {
             return;
         };
         session.holder = None;
-        let unsettled: Vec<Stored> = session
+        let unsettled: Vec<Box<Stored>> = session
             .in_flight
             .drain()
             .map(|(_, stored)| stored)
@@ -838,7 +885,7 @@ impl QueueState {
         self.list_session(session_id, now);
     }
 
-    fn return_to_session(&mut self, session_id: &SessionId, stored: Stored, now: Instant) {
+    fn return_to_session(&mut self, session_id: &SessionId, stored: Box<Stored>, now: Instant) {
         if let Some(reason) = self.exhausted(&stored) {
             self.live = self.live.saturating_sub(1);
             self.push_dead_letter(stored, reason);
@@ -1022,7 +1069,7 @@ impl QueueState {
     /// Messages in sequence order from `from`, without locking them: available and locked ones
     /// (as Service Bus peeks), not scheduled ones.
     pub(crate) fn peek(&self, kind: LaneKind, from: u64, max: usize) -> Vec<PeekedMessage> {
-        let mut found: Vec<&Stored> = Vec::new();
+        let mut found: Vec<&Box<Stored>> = Vec::new();
         let lane = match kind {
             LaneKind::Main => &self.main,
             LaneKind::DeadLetter => &self.dead,
@@ -1066,11 +1113,25 @@ impl QueueState {
             .values()
             .map(|session| session.in_flight.len())
             .sum();
+        let main = self
+            .main
+            .ready
+            .iter()
+            .chain(self.main.returned.values())
+            .chain(self.main.in_flight.values().map(|locked| &locked.stored));
+        let sessions = self.sessions.values().flat_map(|session| {
+            session
+                .ready
+                .iter()
+                .chain(session.returned.values())
+                .chain(session.in_flight.values())
+        });
         QueueStats {
             active: self.main.len() + in_sessions,
             scheduled: self.pending.len(),
             in_flight: self.main.in_flight.len() + in_flight_sessions,
             dead_letter: self.dead.len() + self.dead.in_flight.len(),
+            oldest_enqueued_at: main.chain(sessions).map(|stored| stored.enqueued_at).min(),
         }
     }
 }

@@ -7,15 +7,15 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, Message, PeekOptions, PeekedMessage,
-    QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage, Result,
-    SendOutcome, SessionId, SessionReceiver, SessionSelector,
+    QueueCounts, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage,
+    Result, SendOutcome, SessionId, SessionReceiver, SessionSelector,
 };
 use tracing::{Instrument, Span, debug, warn};
 
 use crate::config::ClientConfig;
 use crate::resilience::{CircuitBreaker, CircuitState, Resilience, ResilientProvider};
-use crate::security::{self, Security, Verdict};
-use crate::telemetry::{self, SessionIdPrivacy, propagation};
+use crate::security::{Security, Verdict};
+use crate::telemetry::{self, MeterCache, SessionIdPrivacy, propagation};
 
 /// Sends, receives and settles messages through the provider chosen by configuration.
 ///
@@ -33,6 +33,8 @@ pub struct QueueClient {
     security: Option<Arc<Security>>,
     circuit: Option<Arc<CircuitBreaker>>,
     session_ids: SessionIdPrivacy,
+    /// The per-queue metric handles of unsealed traffic (sealing has its own in `Security`).
+    meters: Arc<MeterCache>,
 }
 
 impl QueueClient {
@@ -43,6 +45,7 @@ impl QueueClient {
             security: None,
             circuit: None,
             session_ids: SessionIdPrivacy::plain(),
+            meters: Arc::default(),
         }
     }
 
@@ -100,7 +103,7 @@ impl QueueClient {
     /// missing or invalid keyset fails here).
     pub async fn connect(config: &ClientConfig) -> Result<Self> {
         let security = match &config.security {
-            Some(security) => Some(security.build()?),
+            Some(security) => Some(security.build().await?),
             None => None,
         };
         let provider = config.provider.connect().await?;
@@ -134,14 +137,21 @@ impl QueueClient {
         self.provider.validate_queue_name(queue)?;
         let span = self.operation_span("send", "send", queue);
         span.record("messaging.message.id", message.message_id().as_str());
-        async {
-            let message = self.outgoing(queue, message).await?;
+        let work = async {
+            let message = match &self.security {
+                Some(_) => self.outgoing(queue, message).await?,
+                None => self.outgoing_unsealed(queue, message),
+            };
             let outcome = self.provider.send(queue, message).await;
             debug!(ok = outcome.is_ok(), "send");
             outcome
+        };
+        // Nothing listens: no wrapper to move, enter and exit on every poll.
+        if span.is_disabled() {
+            work.await
+        } else {
+            work.instrument(span).await
         }
-        .instrument(span)
-        .await
     }
 
     /// Sends several messages; one result per message (some may fail while others succeed).
@@ -227,14 +237,20 @@ impl QueueClient {
         queue: &QueueName,
         mut message: Message,
     ) -> Result<Message> {
-        propagation::inject(&mut message);
         match &self.security {
-            Some(security) => security.seal(queue, message).await,
-            None => {
-                security::count_sent(queue, false);
-                Ok(message)
+            Some(security) => {
+                propagation::inject(&mut message);
+                security.seal(queue, message).await
             }
+            None => Ok(self.outgoing_unsealed(queue, message)),
         }
+    }
+
+    /// [`outgoing`](Self::outgoing) without security: nothing to wait for.
+    fn outgoing_unsealed(&self, queue: &QueueName, mut message: Message) -> Message {
+        propagation::inject(&mut message);
+        self.meters.queue(queue).count_sent(false);
+        message
     }
 
     /// Receives up to `max_messages`, waiting up to `wait` for the first one.
@@ -246,16 +262,20 @@ impl QueueClient {
     ) -> Result<Vec<ReceivedMessage>> {
         self.provider.validate_queue_name(queue)?;
         let span = self.operation_span("receive", "receive", queue);
-        let received = receive_verified(
+        let work = receive_verified(
             self.provider.as_ref(),
             self.security.as_deref(),
+            &self.meters,
             Fetch::Queue,
             queue,
             max_messages,
             wait,
-        )
-        .instrument(span.clone())
-        .await?;
+        );
+        let received = if span.is_disabled() {
+            work.await?
+        } else {
+            work.instrument(span.clone()).await?
+        };
         span.record("messaging.batch.message_count", received.len());
         for message in &received {
             debug!(
@@ -433,6 +453,7 @@ impl QueueClient {
             receiver,
             provider: self.provider.clone(),
             security: self.security.clone(),
+            meters: Arc::clone(&self.meters),
             held: Mutex::new(Vec::new()),
         }))
     }
@@ -458,6 +479,13 @@ impl QueueClient {
             .await
     }
 
+    /// How many messages `queue` holds, where the provider can tell
+    /// ([`Capabilities::counts`]; `Unsupported` otherwise).
+    pub async fn counts(&self, queue: &QueueName) -> Result<QueueCounts> {
+        self.provider.validate_queue_name(queue)?;
+        self.provider.counts(queue).await
+    }
+
     /// Cancels a scheduled message by the sequence number its send returned.
     pub async fn cancel_scheduled(&self, queue: &QueueName, sequence_number: u64) -> Result<()> {
         self.provider.validate_queue_name(queue)?;
@@ -480,6 +508,7 @@ pub struct ClientSession {
     receiver: Box<dyn SessionReceiver>,
     provider: Arc<dyn QueueProvider>,
     security: Option<Arc<Security>>,
+    meters: Arc<MeterCache>,
     /// The sealed messages received here and not yet known settled: the session lock covers
     /// them, so renewing it extends their replay claims.
     held: Mutex<Vec<ReceivedMessage>>,
@@ -511,6 +540,7 @@ impl ClientSession {
         let received = receive_verified(
             self.provider.as_ref(),
             self.security.as_deref(),
+            &self.meters,
             Fetch::Session(self.receiver.as_ref()),
             self.receiver.queue(),
             max_messages,
@@ -599,6 +629,7 @@ const IN_FLIGHT_WAIT: (Duration, Duration) = (Duration::from_secs(1), Duration::
 async fn receive_verified(
     provider: &dyn QueueProvider,
     security: Option<&Security>,
+    meters: &MeterCache,
     source: Fetch<'_>,
     queue: &QueueName,
     max_messages: usize,
@@ -606,16 +637,30 @@ async fn receive_verified(
 ) -> Result<Vec<ReceivedMessage>> {
     /// Rounds of held-back-only batches after the wait has passed, before giving up for now.
     const ROUNDS_PAST_DEADLINE: u32 = 16;
-    let deadline = tokio::time::Instant::now() + wait;
+    if let Some(security) = security {
+        security.replay_store_ready(queue).await?;
+    }
+    // Only a secure receive can go round again (all held back): only then is the clock read.
+    let deadline = security.map(|_| tokio::time::Instant::now() + wait);
     let mut rounds_past_deadline = 0;
+    let mut first = true;
     loop {
-        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let remaining = if std::mem::take(&mut first) {
+            wait
+        } else {
+            deadline.map_or(Duration::ZERO, |deadline| {
+                deadline.saturating_duration_since(tokio::time::Instant::now())
+            })
+        };
         let received = source
             .fetch(provider, queue, max_messages, remaining)
             .await?;
         let Some(security) = security else {
-            for _ in &received {
-                security::count_received(queue, false);
+            if !received.is_empty() {
+                let meters = meters.queue(queue);
+                for _ in &received {
+                    meters.count_received(false);
+                }
             }
             return Ok(received);
         };

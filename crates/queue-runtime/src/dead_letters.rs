@@ -209,6 +209,16 @@ impl DeadLetters {
     /// A dead letter that did not authenticate is skipped when the queue refuses unsealed
     /// messages: re-sealing it would launder a forgery into a trusted message.
     pub async fn replay(&self, filter: &DeadLetterFilter) -> Result<ReplayReport> {
+        self.replay_with_progress(filter, &|_| {}).await
+    }
+
+    /// [`replay`](Self::replay), calling `progress` with the number of selected dead letters
+    /// dealt with so far (replayed or skipped) after each one: for a progress bar.
+    pub async fn replay_with_progress(
+        &self,
+        filter: &DeadLetterFilter,
+        progress: &(dyn Fn(usize) + Send + Sync),
+    ) -> Result<ReplayReport> {
         let mut report = ReplayReport::default();
         let refuses_unauthenticated = self.client.security().is_some_and(|security| {
             security.policy(&self.queue).unsealed == UnsealedPolicy::Reject
@@ -224,6 +234,7 @@ impl DeadLetters {
                         "not authenticated (unsealed, or did not open with our keys)".to_owned(),
                     ));
                     sweep.hold(received);
+                    progress(report.replayed.len() + report.skipped.len());
                     continue;
                 }
                 let replay = match replay_of(&received.message) {
@@ -231,6 +242,7 @@ impl DeadLetters {
                     Err(error) => {
                         report.skipped.push((old_id, error.to_string()));
                         sweep.hold(received);
+                        progress(report.replayed.len() + report.skipped.len());
                         continue;
                     }
                 };
@@ -240,6 +252,7 @@ impl DeadLetters {
                         .skipped
                         .push((old_id, format!("sending failed: {error}")));
                     sweep.hold(received);
+                    progress(report.replayed.len() + report.skipped.len());
                     continue;
                 }
                 if let Err(error) = self.client.complete(&received).await {
@@ -248,6 +261,7 @@ impl DeadLetters {
                 }
                 info!(messaging.message.id = %old_id, new_message_id = %new_id, "dead letter replayed");
                 report.replayed.push((old_id, new_id));
+                progress(report.replayed.len() + report.skipped.len());
             }
             }
             Ok(())
@@ -259,6 +273,16 @@ impl DeadLetters {
 
     /// Removes the selected dead letters for good.
     pub async fn purge(&self, filter: &DeadLetterFilter) -> Result<PurgeReport> {
+        self.purge_with_progress(filter, &|_| {}).await
+    }
+
+    /// [`purge`](Self::purge), calling `progress` with the number of selected dead letters dealt
+    /// with so far after each one.
+    pub async fn purge_with_progress(
+        &self,
+        filter: &DeadLetterFilter,
+        progress: &(dyn Fn(usize) + Send + Sync),
+    ) -> Result<PurgeReport> {
         let mut report = PurgeReport::default();
         let mut sweep = Sweep::new(filter);
         let outcome: Result<()> = async {
@@ -272,6 +296,7 @@ impl DeadLetters {
                             sweep.hold(received);
                         }
                     }
+                    progress(report.purged.len() + report.failed.len());
                 }
             }
             Ok(())

@@ -7,9 +7,13 @@
 //! `messaging.message.id`, ...), so a `tracing-opentelemetry` layer exports them as attributes.
 //! The metric names are listed in [docs/observability.md](../../../docs/observability.md).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use metrics::{Counter, Gauge, Histogram};
+use parking_lot::RwLock;
 use queue_core::{QueueName, SessionId};
 use ring::hmac;
 use ring::rand::SystemRandom;
@@ -31,6 +35,11 @@ pub mod metric {
     pub const CRYPTO_ENABLED: &str = "queue_crypto_enabled";
     /// Counter, label `queue`: copies of a message in flight elsewhere, given back to wait.
     pub const REPLAY_IN_FLIGHT_DUPLICATES: &str = "queue_replay_in_flight_duplicates_total";
+    /// Counter, labels `queue`, `operation`: failures of the replay store (Redis).
+    pub const REPLAY_STORE_ERRORS: &str = "queue_replay_store_errors_total";
+    /// Counter, label `queue`: messages handed over without the replay check because the store
+    /// failed and the queue's policy fails open. Alert on it.
+    pub const REPLAY_STORE_FAILED_OPEN: &str = "queue_replay_store_failed_open_total";
     /// Counter, labels `operation`, `kind`: provider calls retried after a transient error.
     pub const RETRIES: &str = "queue_retries_total";
     /// Gauge (0 closed, 1 half-open, 2 open), label `provider`: the circuit breaker's state.
@@ -47,6 +56,112 @@ pub mod metric {
     pub const PROCESSOR_LOCK_RENEWALS: &str = "queue_processor_lock_renewals_total";
     /// Counter, labels `queue`, `reason`: messages the processor dead-lettered, by reason.
     pub const PROCESSOR_DEAD_LETTERED: &str = "queue_processor_dead_lettered_total";
+}
+
+/// The handles of the metrics recorded on every message of one queue, resolved once: a message
+/// then pays an atomic increment, not a label string and a registration.
+#[derive(Debug)]
+pub(crate) struct QueueMeters {
+    /// `[plain, encrypted]`
+    sent: [Counter; 2],
+    /// `[plain, encrypted]`
+    received: [Counter; 2],
+    pub(crate) seal_duration: Histogram,
+    pub(crate) open_duration: Histogram,
+    pub(crate) crypto_enabled: Gauge,
+}
+
+impl QueueMeters {
+    fn new(queue: &QueueName) -> Self {
+        let queue = queue.to_string();
+        let sent = |encrypted: &'static str| metrics::counter!(metric::MESSAGES_SENT, "queue" => queue.clone(), "encrypted" => encrypted);
+        let received = |encrypted: &'static str| metrics::counter!(metric::MESSAGES_RECEIVED, "queue" => queue.clone(), "encrypted" => encrypted);
+        QueueMeters {
+            sent: [sent("false"), sent("true")],
+            received: [received("false"), received("true")],
+            seal_duration: metrics::histogram!(metric::CRYPTO_SEAL_DURATION, "queue" => queue.clone()),
+            open_duration: metrics::histogram!(metric::CRYPTO_OPEN_DURATION, "queue" => queue.clone()),
+            crypto_enabled: metrics::gauge!(metric::CRYPTO_ENABLED, "queue" => queue),
+        }
+    }
+
+    /// Counts one message sent.
+    pub(crate) fn count_sent(&self, encrypted: bool) {
+        self.sent[usize::from(encrypted)].increment(1);
+    }
+
+    /// Counts one message received and handed over.
+    pub(crate) fn count_received(&self, encrypted: bool) {
+        self.received[usize::from(encrypted)].increment(1);
+    }
+}
+
+/// [`QueueMeters`] by queue, resolved on first use and again whenever the installed recorder
+/// changes (a recorder installed after the client was built, or a thread's local recorder), so
+/// that caching never sends a metric to a recorder that no longer listens.
+#[derive(Debug, Default)]
+pub(crate) struct MeterCache {
+    inner: RwLock<Cached>,
+}
+
+#[derive(Debug, Default)]
+struct Cached {
+    /// The address of the recorder the handles were registered with.
+    recorder: usize,
+    queues: HashMap<QueueName, Arc<QueueMeters>, BuildHasherDefault<NameHasher>>,
+}
+
+/// A multiply-rotate hash of queue names (FxHash's), for a table of at most
+/// [`MAX_CACHED_QUEUES`] names the application itself chose: no untrusted keys, so none of
+/// SipHash's cost for resisting them.
+#[derive(Debug, Default, Clone, Copy)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0_u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &byte in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Past this many queues the cache starts over, so a client sending to ever new queue names
+/// does not grow it without bound.
+const MAX_CACHED_QUEUES: usize = 1024;
+
+impl MeterCache {
+    /// The meters of `queue`.
+    pub(crate) fn queue(&self, queue: &QueueName) -> Arc<QueueMeters> {
+        let recorder =
+            metrics::with_recorder(|recorder| std::ptr::from_ref(recorder).cast::<()>() as usize);
+        {
+            let cached = self.inner.read();
+            if cached.recorder == recorder
+                && let Some(meters) = cached.queues.get(queue)
+            {
+                return Arc::clone(meters);
+            }
+        }
+        let meters = Arc::new(QueueMeters::new(queue));
+        let mut cached = self.inner.write();
+        if cached.recorder != recorder || cached.queues.len() >= MAX_CACHED_QUEUES {
+            cached.queues.clear();
+            cached.recorder = recorder;
+        }
+        cached.queues.insert(queue.clone(), Arc::clone(&meters));
+        meters
+    }
 }
 
 /// The message property that carries the producer's W3C trace context.

@@ -19,8 +19,8 @@ use queue_core::raw::batching::copy_of;
 use queue_core::raw::check_max_messages;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, ErrorKind, Message, PeekOptions,
-    PeekedMessage, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage,
-    Result, SendOutcome, SessionReceiver, SubQueue,
+    PeekedMessage, QueueCounts, QueueError, QueueName, QueueProvider, Receipt, ReceiveOptions,
+    ReceivedMessage, Result, SendOutcome, SessionReceiver, SubQueue,
 };
 
 use crate::codec::{self, Outgoing};
@@ -119,6 +119,7 @@ fn sqs_capabilities() -> Capabilities {
     capabilities.max_delivery_count = true;
     capabilities.time_to_live = true;
     capabilities.lock_renewal = true;
+    capabilities.counts = true;
     // What a queue of the default size accepts: its limit less the dead-letter reserve (each
     // queue's own `MaximumMessageSize` is read at first use and applied the same way).
     capabilities.max_message_bytes =
@@ -426,6 +427,34 @@ impl SqsProvider {
             }
         }
         delivered
+    }
+
+    /// SQS's approximate counts of one queue: (visible, not visible, delayed).
+    async fn approximate_counts(&self, url: &str) -> Result<(u64, u64, u64)> {
+        use aws_sdk_sqs::types::QueueAttributeName as Attribute;
+        let output = self
+            .inner
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(Attribute::ApproximateNumberOfMessages)
+            .attribute_names(Attribute::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(Attribute::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(|error| map_sdk_error("GetQueueAttributes", error))?;
+        let attributes = output.attributes();
+        let count = |name: Attribute| {
+            attributes
+                .and_then(|all| all.get(&name))
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((
+            count(Attribute::ApproximateNumberOfMessages),
+            count(Attribute::ApproximateNumberOfMessagesNotVisible),
+            count(Attribute::ApproximateNumberOfMessagesDelayed),
+        ))
     }
 
     /// Deletes the message of `receipt` (coalesced with other settles when batching is on).
@@ -933,6 +962,34 @@ impl QueueProvider for SqsProvider {
             "accepting sessions: SQS has no session lock; on a FIFO queue plain receive keeps \
              each session's order (Capabilities::session_order_on_receive)",
         ))
+    }
+
+    /// SQS's approximate counts (`GetQueueAttributes`) of the queue and of its dead-letter queue,
+    /// when it has one. SQS does not tell the oldest message's age (only CloudWatch does).
+    async fn counts(&self, queue: &QueueName) -> Result<QueueCounts> {
+        self.check_open()?;
+        self.validate_queue_name(queue)?;
+        let main = self.queue(queue).await?;
+        let (active, in_flight, scheduled) = self.approximate_counts(&main.url).await?;
+        let dead_letter = match self
+            .inner
+            .queues
+            .dead_letter_of(&self.inner.client, &main)
+            .await
+        {
+            Ok(dead) => {
+                let (visible, invisible, _) = self.approximate_counts(&dead.url).await?;
+                Some(visible + invisible)
+            }
+            Err(error) if error.kind() == ErrorKind::NotFound => None,
+            Err(error) => return Err(error),
+        };
+        let mut counts = QueueCounts::default();
+        counts.active = Some(active);
+        counts.in_flight = Some(in_flight);
+        counts.scheduled = Some(scheduled);
+        counts.dead_letter = dead_letter;
+        Ok(counts)
     }
 
     async fn cancel_scheduled(&self, _queue: &QueueName, _sequence_number: u64) -> Result<()> {

@@ -136,7 +136,20 @@ async fn look_up(
         .set_queue_owner_aws_account_id(owner_account.map(str::to_owned))
         .send()
         .await
-        .map_err(|error| map_sdk_error("GetQueueUrl", error))?
+        .map_err(|error| {
+            let error = map_sdk_error("GetQueueUrl", error);
+            if error.kind() == ErrorKind::NotFound {
+                // Say which queue: an operator's check lists several.
+                QueueError::new(
+                    ErrorKind::NotFound,
+                    format!("SQS queue {name} does not exist"),
+                )
+                .with_operation("GetQueueUrl")
+                .with_source(error)
+            } else {
+                error
+            }
+        })?
         .queue_url
         .ok_or_else(|| QueueError::new(ErrorKind::Provider, "SQS GetQueueUrl returned no URL"))?;
     let attributes = client

@@ -73,7 +73,12 @@
 //! [security]
 //! key_file = "/etc/queue-runtime/keys.json"   # or: key_env = "QUEUE_RUNTIME_KEYS"
 //! refresh_interval = "30s"
-//! replay_capacity = 100000
+//! replay_store = "in-process"                # or "redis": shared by every consumer (the
+//!                                             # `redis` feature); the URL comes from the
+//! # redis_url_env = "QUEUE_RUNTIME_REDIS_URL"  # variable named here, never from the file
+//! # redis_prefix = "queue-runtime:replay"
+//! replay_capacity = 100000                    # in-process store only
+//! replay_unavailable = "fail_closed"          # or "fail_open" (default and per queue)
 //! seal = true
 //! unsealed = "reject"                         # or "allow", "allow_with_alert"
 //! freshness_window = "5m"
@@ -118,7 +123,9 @@ use serde::Deserialize;
 pub use providers::ProviderConfig;
 use queue_core::config::Problems;
 pub use queue_core::{ConfigError, ConfigProblem};
-pub use security::{KeySourceSettings, SecuritySettings};
+pub use security::{
+    KeySourceSettings, REDIS_URL_VARIABLE, ReplayStoreSettings, SecretText, SecuritySettings,
+};
 
 use crate::resilience::Resilience;
 
@@ -200,7 +207,7 @@ impl FileConfig {
         let mut problems = Problems::new();
         let security = self
             .security
-            .and_then(|security| security.read(&mut problems));
+            .and_then(|security| security.read(&mut problems, env));
         let resilience = self.resilience.unwrap_or_default().read(&mut problems);
         let shared = problems.finish(Some(()));
         match (provider, shared) {
@@ -245,7 +252,8 @@ impl ClientConfig {
         let text = std::fs::read_to_string(path).map_err(|error| {
             ConfigError::single(path.display().to_string(), format!("cannot read: {error}"))
         })?;
-        Self::from_toml_str(&text).map_err(|error| error.within(&format!("{}:", path.display())))
+        Self::from_toml_str(&text)
+            .map_err(|error| error.with_prefix(&format!("{}: ", path.display())))
     }
 
     /// Reads the configuration from the process environment (see the module documentation).

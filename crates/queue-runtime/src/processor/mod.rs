@@ -1,7 +1,7 @@
 //! The processor: receive, open, call the application's handler, settle, with bounded
 //! concurrency, per-session order, lock renewal, poison handling and graceful shutdown.
 //!
-//! By role: [`handler`] (what the application gives and answers), [`options`] (how it works a
+//! By role: `handler` (what the application gives and answers), `options` (how it works a
 //! queue, what it reports), `queue_loop` and `session_loop` (the two ways of receiving),
 //! `message` (one message's life), `locks` (keeping locks while messages wait and run),
 //! `meters` (its counts and metrics). The choices behind each behaviour:

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, Message, PeekOptions, PeekedMessage,
-    QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage, Result, SendOutcome,
-    SessionId, SessionReceiver,
+    QueueCounts, QueueName, QueueProvider, Receipt, ReceiveOptions, ReceivedMessage, Result,
+    SendOutcome, SessionId, SessionReceiver,
 };
 
 use super::Resilience;
@@ -205,6 +205,12 @@ impl QueueProvider for ResilientProvider {
                 calls: self.calls.clone(),
             }) as Box<dyn SessionReceiver>
         }))
+    }
+
+    async fn counts(&self, queue: &QueueName) -> Result<QueueCounts> {
+        self.calls
+            .run("counts", Repeat::Safe, || self.inner.counts(queue))
+            .await
     }
 
     async fn cancel_scheduled(&self, queue: &QueueName, sequence_number: u64) -> Result<()> {

@@ -15,7 +15,7 @@
 mod policy;
 mod replay;
 
-use crate::telemetry::metric;
+use crate::telemetry::{MeterCache, metric};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -30,10 +30,12 @@ use queue_crypto::{Clock, Context, CryptoError, Opened, Sealer, Suite, SystemClo
 use queue_keys::{KeyError, KeyRing, KeySource};
 use tracing::{debug, warn};
 
-pub use policy::{QueuePolicy, UnsealedPolicy};
+pub use policy::{QueuePolicy, ReplayFailure, UnsealedPolicy};
 pub use replay::{
     ClaimOutcome, DEFAULT_REPLAY_CAPACITY, InProcessReplayStore, ReplayKey, ReplayStore,
 };
+#[cfg(feature = "redis")]
+pub use replay::{RedisReplayStore, RedisStoreOptions};
 
 /// Keys and per-queue policy for a [`QueueClient`](crate::QueueClient).
 ///
@@ -61,8 +63,11 @@ pub struct Security {
     policies: HashMap<QueueName, QueuePolicy>,
     /// Claims of envelope ids being processed, and the ids of completed ones.
     replay: Arc<dyn ReplayStore>,
-    /// Draws each delivery's replay claim.
-    random: ring::rand::SystemRandom,
+    /// The replay store failed and has not answered since.
+    replay_store_down: std::sync::atomic::AtomicBool,
+    /// Each delivery's replay claim: this instance's random prefix and a count.
+    claims: ClaimSource,
+    meters: MeterCache,
 }
 
 impl fmt::Debug for Security {
@@ -85,9 +90,11 @@ impl Security {
             sealer: Sealer::new(),
             clock: Arc::new(SystemClock),
             replay: Arc::new(InProcessReplayStore::default()),
-            random: ring::rand::SystemRandom::new(),
+            replay_store_down: std::sync::atomic::AtomicBool::new(false),
+            claims: ClaimSource::new(),
             default_policy: QueuePolicy::default(),
             policies: HashMap::new(),
+            meters: MeterCache::default(),
         }
     }
 
@@ -159,13 +166,12 @@ impl Security {
         mut message: Message,
     ) -> Result<Message, QueueError> {
         let policy = self.policy(queue);
-        metrics::gauge!(metric::CRYPTO_ENABLED, "queue" => queue.to_string()).set(if policy.seal {
-            1.0
-        } else {
-            0.0
-        });
+        let meters = self.meters.queue(queue);
+        meters
+            .crypto_enabled
+            .set(if policy.seal { 1.0 } else { 0.0 });
         if !policy.seal {
-            count_sent(queue, false);
+            meters.count_sent(false);
             return Ok(message);
         }
         let keyset = self
@@ -183,8 +189,7 @@ impl Security {
             None => self.sealer.seal(&keyset, message.body(), &context),
         }
         .map_err(|error| crypto_error(&error))?;
-        metrics::histogram!(metric::CRYPTO_SEAL_DURATION, "queue" => queue.to_string())
-            .record(started.elapsed().as_secs_f64());
+        meters.seal_duration.record(started.elapsed().as_secs_f64());
         debug!(
             messaging.destination.name = %queue,
             messaging.message.id = %message.message_id(),
@@ -192,7 +197,7 @@ impl Security {
             "sealed"
         );
         message.set_body(sealed);
-        count_sent(queue, true);
+        meters.count_sent(true);
         Ok(message)
     }
 
@@ -200,6 +205,7 @@ impl Security {
     /// key source is unavailable).
     pub(crate) async fn verify(&self, queue: &QueueName, mut received: ReceivedMessage) -> Verdict {
         let policy = *self.policy(queue);
+        let meters = self.meters.queue(queue);
         let message_id = received.message_id().clone();
         if !looks_sealed(received.body()) {
             return match policy.unsealed {
@@ -212,7 +218,7 @@ impl Security {
                     ),
                 ),
                 UnsealedPolicy::Allow => {
-                    count_received(queue, false);
+                    meters.count_received(false);
                     Verdict::Accept(received)
                 }
                 UnsealedPolicy::AllowWithAlert => {
@@ -222,7 +228,7 @@ impl Security {
                         "unsealed message accepted by policy (allow_with_alert)"
                     );
                     count_crypto_error(queue, "unsealed");
-                    count_received(queue, false);
+                    meters.count_received(false);
                     Verdict::Accept(received)
                 }
             };
@@ -238,8 +244,7 @@ impl Security {
                 };
             }
         };
-        metrics::histogram!(metric::CRYPTO_OPEN_DURATION, "queue" => queue.to_string())
-            .record(started.elapsed().as_secs_f64());
+        meters.open_duration.record(started.elapsed().as_secs_f64());
 
         // Freshness, against the broker's clock: when did the broker take this copy?
         let enqueued_at = received.enqueued_at();
@@ -307,15 +312,32 @@ impl Security {
                 metrics::counter!(metric::REPLAY_IN_FLIGHT_DUPLICATES, "queue" => queue.to_string()).increment(1);
                 return Verdict::Wait(received, until.duration_since(now).unwrap_or_default());
             }
-            Err(error) => {
-                warn!(
-                    messaging.destination.name = %queue,
-                    messaging.message.id = %message_id,
-                    %error,
-                    "the replay guard is unavailable; giving the message back"
-                );
-                return Verdict::Retry(received, error);
-            }
+            Err(error) => match policy.replay_failure {
+                ReplayFailure::FailClosed => {
+                    warn!(
+                        messaging.destination.name = %queue,
+                        messaging.message.id = %message_id,
+                        %error,
+                        "the replay store is unavailable; giving the message back (fail closed)"
+                    );
+                    self.replay_store_failed(queue, "claim");
+                    return Verdict::Retry(received, error);
+                }
+                ReplayFailure::FailOpen => {
+                    warn!(
+                        messaging.destination.name = %queue,
+                        messaging.message.id = %message_id,
+                        %error,
+                        "the replay store is unavailable; handing the message over without the \
+                         replay check (fail open, by this queue's policy)"
+                    );
+                    metrics::counter!(metric::REPLAY_STORE_FAILED_OPEN, "queue" => queue.to_string())
+                        .increment(1);
+                    hand_over(opened, &mut received.message, &mut received.delivery);
+                    meters.count_received(true);
+                    return Verdict::Accept(received);
+                }
+            },
         }
 
         debug!(
@@ -329,16 +351,49 @@ impl Security {
         if let Some(seal) = &mut received.delivery.seal {
             seal.claim = Some(claim);
         }
-        count_received(queue, true);
+        meters.count_received(true);
         Verdict::Accept(received)
     }
 
-    /// A fresh, unguessable claim for one delivery.
+    /// Notes a failure of the replay store: counted, and receives from fail-closed queues wait
+    /// until the store answers again ([`replay_store_ready`](Self::replay_store_ready)).
+    fn replay_store_failed(&self, queue: &QueueName, operation: &'static str) {
+        metrics::counter!(
+            metric::REPLAY_STORE_ERRORS,
+            "queue" => queue.to_string(),
+            "operation" => operation
+        )
+        .increment(1);
+        self.replay_store_down
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Before a receive from `queue`: fails (without touching the broker, so no message gains a
+    /// delivery) while the replay store is down and the queue fails closed; asks the store
+    /// whether it is back first.
+    pub(crate) async fn replay_store_ready(&self, queue: &QueueName) -> Result<(), QueueError> {
+        use std::sync::atomic::Ordering;
+        if !self.replay_store_down.load(Ordering::Acquire)
+            || self.policy(queue).replay_failure == ReplayFailure::FailOpen
+        {
+            return Ok(());
+        }
+        match self.replay.health().await {
+            Ok(()) => {
+                self.replay_store_down.store(false, Ordering::Release);
+                debug!("the replay store answers again");
+                Ok(())
+            }
+            Err(error) => {
+                self.replay_store_failed(queue, "health");
+                Err(error)
+            }
+        }
+    }
+
+    /// A fresh claim for one delivery, unique among every delivery any process claims.
     fn new_claim(&self) -> Result<ReplayClaim, QueueError> {
-        let bytes: [u8; 16] = ring::rand::generate(&self.random)
-            .map_err(|_| QueueError::new(ErrorKind::Crypto, "the system random source failed"))?
-            .expose();
-        Ok(ReplayClaim::new(u128::from_le_bytes(bytes)))
+        self.claims.next()
     }
 
     /// Opens what opens, for reading dead letters and peeking: no freshness or replay check (the
@@ -373,13 +428,13 @@ impl Security {
         let horizon = self.policy(queue).replay_horizon();
         if let Err(error) = self.replay.complete(key, horizon, self.clock.now()).await {
             // Settled all the same; only a copy sent later might now be taken for new.
+            self.replay_store_failed(queue, "complete");
             warn!(
                 messaging.destination.name = %queue,
                 messaging.message.id = %received.message_id(),
                 %error,
                 "the replay guard could not record a settled message"
             );
-            count_crypto_error(queue, "replay_store");
         }
     }
 
@@ -505,6 +560,56 @@ impl Refusal {
     }
 }
 
+/// Draws replay claims: 64 random bits drawn once per [`Security`] (so two instances, in this
+/// process or another sharing the replay store, never draw the same claims but with a 2^-64
+/// chance) followed by a 64-bit count (so one instance never repeats itself). One system
+/// random call per instance instead of one per message (a `getrandom` system call, 0.5 to 1 µs
+/// here). A claim only has to be unique: it tells one delivery's hold on an envelope id from
+/// another's; it authenticates nothing (whoever can reach the store can read every claim).
+#[derive(Debug)]
+struct ClaimSource {
+    /// The random prefix, or `None` when the system random source failed (then each claim is
+    /// drawn whole, and fails as before if the source still fails).
+    prefix: Option<u64>,
+    count: std::sync::atomic::AtomicU64,
+    random: ring::rand::SystemRandom,
+}
+
+impl ClaimSource {
+    fn new() -> Self {
+        let random = ring::rand::SystemRandom::new();
+        let prefix = ring::rand::generate::<[u8; 8]>(&random)
+            .ok()
+            .map(|bytes| u64::from_le_bytes(bytes.expose()));
+        ClaimSource {
+            prefix,
+            count: std::sync::atomic::AtomicU64::new(0),
+            random,
+        }
+    }
+
+    fn next(&self) -> Result<ReplayClaim, QueueError> {
+        match self.prefix {
+            Some(prefix) => {
+                let count = self
+                    .count
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(ReplayClaim::new(
+                    (u128::from(prefix) << 64) | u128::from(count),
+                ))
+            }
+            None => {
+                let bytes: [u8; 16] = ring::rand::generate(&self.random)
+                    .map_err(|_| {
+                        QueueError::new(ErrorKind::Crypto, "the system random source failed")
+                    })?
+                    .expose();
+                Ok(ReplayClaim::new(u128::from_le_bytes(bytes)))
+            }
+        }
+    }
+}
+
 /// The refusal an open error means, or `None` when it is not the message's fault (the key
 /// source is unavailable or holds an invalid keyset): then the message is retried.
 fn refusal_of(error: &KeyError) -> Option<Refusal> {
@@ -545,7 +650,7 @@ fn refusal_of(error: &KeyError) -> Option<Refusal> {
 /// The context a message is sealed under and opened with: the queue and every metadata field
 /// the application sets. Properties reserved for queue-runtime are transport details and left
 /// out (the application cannot set them, and they are removed before it sees a message).
-fn context_of(queue: &QueueName, message: &Message) -> Context {
+fn context_of<'m>(queue: &'m QueueName, message: &'m Message) -> Context<'m> {
     let mut context = Context::new(queue.as_str()).with_message_id(message.message_id().as_str());
     if let Some(session_id) = message.session_id() {
         context = context.with_session_id(session_id.as_str());
@@ -610,24 +715,6 @@ fn crypto_error(error: &CryptoError) -> QueueError {
         }
         _ => QueueError::new(ErrorKind::Crypto, error.to_string()).with_source(error.clone()),
     }
-}
-
-pub(crate) fn count_sent(queue: &QueueName, encrypted: bool) {
-    metrics::counter!(
-        metric::MESSAGES_SENT,
-        "queue" => queue.to_string(),
-        "encrypted" => if encrypted { "true" } else { "false" }
-    )
-    .increment(1);
-}
-
-pub(crate) fn count_received(queue: &QueueName, encrypted: bool) {
-    metrics::counter!(
-        metric::MESSAGES_RECEIVED,
-        "queue" => queue.to_string(),
-        "encrypted" => if encrypted { "true" } else { "false" }
-    )
-    .increment(1);
 }
 
 fn count_crypto_error(queue: &QueueName, error_type: &'static str) {

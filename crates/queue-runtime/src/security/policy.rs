@@ -19,6 +19,21 @@ pub enum UnsealedPolicy {
     AllowWithAlert,
 }
 
+/// What the client does when the replay store cannot be reached (a shared store's outage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayFailure {
+    /// Give the message back (it waits, nothing is dead-lettered or lost), log and count
+    /// `queue_replay_store_errors_total`; stop receiving from the queue until the store answers
+    /// again. The default.
+    #[default]
+    FailClosed,
+    /// Hand the message over without the replay check (freshness still applies), log a warning
+    /// and count `queue_replay_store_failed_open_total`: availability over replay protection,
+    /// chosen per queue.
+    FailOpen,
+}
+
 /// The security policy of one queue. Secure by default: seal on send, refuse unsealed messages,
 /// a 5-minute freshness window with 1 minute of clock skew tolerated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +50,8 @@ pub struct QueuePolicy {
     pub freshness_window: Duration,
     /// How far the sender's, the broker's and this process's clocks may disagree.
     pub clock_skew: Duration,
+    /// What to do when the replay store cannot be reached.
+    pub replay_failure: ReplayFailure,
 }
 
 impl Default for QueuePolicy {
@@ -44,6 +61,7 @@ impl Default for QueuePolicy {
             unsealed: UnsealedPolicy::Reject,
             freshness_window: Duration::from_secs(5 * 60),
             clock_skew: Duration::from_secs(60),
+            replay_failure: ReplayFailure::FailClosed,
         }
     }
 }
@@ -74,6 +92,13 @@ impl QueuePolicy {
     #[must_use]
     pub fn with_clock_skew(mut self, skew: Duration) -> Self {
         self.clock_skew = skew;
+        self
+    }
+
+    /// Sets [`replay_failure`](Self::replay_failure).
+    #[must_use]
+    pub fn with_replay_failure(mut self, failure: ReplayFailure) -> Self {
+        self.replay_failure = failure;
         self
     }
 

@@ -1,0 +1,93 @@
+//! One module per command; this one loads the configuration and dispatches.
+
+mod check;
+mod dlq;
+mod peek;
+mod send;
+mod stats;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use queue_runtime::core::{ErrorKind, QueueError, QueueName};
+use queue_runtime::{ClientConfig, ConfigError, QueueClient};
+
+use crate::cli::{Cli, Command, DlqCommand};
+use crate::output::Output;
+
+/// A command that ran to its end, with or without finding problems.
+pub(crate) enum Done {
+    Ok,
+    /// It ran, and what it found is a failure (`check` found problems).
+    Failed,
+}
+
+impl Done {
+    pub(crate) fn exit_code(&self) -> ExitCode {
+        match self {
+            Done::Ok => ExitCode::SUCCESS,
+            Done::Failed => ExitCode::from(1),
+        }
+    }
+}
+
+pub(crate) async fn run(cli: Cli) -> Result<Done> {
+    let output = Output::new(cli.output);
+    match &cli.command {
+        Command::Check => check::run(&cli, output).await,
+        Command::Peek(args) => peek::run(&connect(&cli).await?, args, output).await,
+        Command::Send(args) => send::run(&connect(&cli).await?, args, output).await,
+        Command::Stats(args) => stats::run(&connect(&cli).await?, args, output).await,
+        Command::Dlq(DlqCommand::List(args)) => {
+            dlq::list(&connect(&cli).await?, args, output).await
+        }
+        Command::Dlq(DlqCommand::Replay(args)) => {
+            dlq::replay(&connect(&cli).await?, args, output).await
+        }
+        Command::Dlq(DlqCommand::Purge(args)) => {
+            dlq::purge(&connect(&cli).await?, args, output).await
+        }
+    }
+}
+
+/// The configuration: the file given, or the environment's.
+pub(crate) fn load(cli: &Cli) -> std::result::Result<ClientConfig, ConfigError> {
+    match &cli.config {
+        Some(path) => ClientConfig::from_file(path),
+        None => ClientConfig::from_env(),
+    }
+}
+
+/// A client from the configuration; a configuration error lists every problem.
+async fn connect(cli: &Cli) -> Result<QueueClient> {
+    let config = load(cli).map_err(|error| anyhow::anyhow!("{error}"))?;
+    QueueClient::connect(&config)
+        .await
+        .map_err(|error| anyhow::anyhow!(explain(&error)))
+        .context("cannot connect")
+}
+
+/// A queue name as the provider accepts it.
+pub(crate) fn queue_name(client: &QueueClient, name: &str) -> Result<QueueName> {
+    let queue = QueueName::new(name).map_err(|error| anyhow::anyhow!("{error}"))?;
+    client
+        .provider()
+        .validate_queue_name(&queue)
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    Ok(queue)
+}
+
+/// An error in plain words, with what to do where there is something to do.
+pub(crate) fn explain(error: &QueueError) -> String {
+    let fix = match error.kind() {
+        ErrorKind::Unsupported => "; the provider cannot do this (see its capabilities)",
+        ErrorKind::NotFound => "; check the queue's name, and that it exists",
+        ErrorKind::Unauthorized => "; check the credentials and their permissions",
+        ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::ServiceUnavailable => {
+            "; check that the broker is reachable, then try again"
+        }
+        ErrorKind::Config => "; fix the configuration (queue-runtime check lists every problem)",
+        _ => "",
+    };
+    format!("{error}{fix}")
+}
