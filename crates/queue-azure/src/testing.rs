@@ -3,7 +3,7 @@
 //!
 //! Service Bus queues are created outside the data plane (portal, ARM, or the emulator's
 //! `Config.json`), so the live tests run against fixed, pre-created queues listed in
-//! [`TEST_QUEUES`](crate::testing::TEST_QUEUES) and in `emulator-config.json` beside this crate,
+//! [`TEST_QUEUES`] and in `emulator-config.json` beside this crate,
 //! and empty them first.
 
 use std::time::Duration;
