@@ -94,7 +94,23 @@ struct Inner {
     /// At most one next-session accept per queue outlives its caller's wait; the next caller
     /// takes it over instead of starting another.
     pending_accepts: parking_lot::Mutex<HashMap<QueueName, Arc<AsyncMutex<Option<PendingAccept>>>>>,
+    /// How many messages a consumer of each queue handles at once
+    /// ([`QueueProvider::set_prefetch_hint`]).
+    prefetch_hints: parking_lot::Mutex<HashMap<QueueName, usize>>,
     closed: Arc<AtomicBool>,
+}
+
+impl Inner {
+    /// The SDK prefetch of a link of `queue` shared by `links` links: an explicit
+    /// `prefetch_count` wins; else the consumer's hint spread over the links; else none.
+    fn prefetch_for(&self, queue: &QueueName, links: usize) -> u32 {
+        if self.config.prefetch_count > 0 {
+            return self.config.prefetch_count;
+        }
+        self.prefetch_hints.lock().get(queue).map_or(0, |messages| {
+            u32::try_from(messages.div_ceil(links.max(1))).unwrap_or(u32::MAX)
+        })
+    }
 }
 
 impl fmt::Debug for AzureProvider {
@@ -148,6 +164,7 @@ impl AzureProvider {
                 senders: parking_lot::Mutex::default(),
                 receivers: parking_lot::Mutex::default(),
                 pending_accepts: parking_lot::Mutex::default(),
+                prefetch_hints: parking_lot::Mutex::default(),
                 closed: Arc::new(AtomicBool::new(false)),
             }),
         };
@@ -285,7 +302,9 @@ impl AzureProvider {
         sub_queue: SubQueue,
     ) -> Result<Shared<ServiceBusReceiver>> {
         let options = ServiceBusReceiverOptions {
-            prefetch_count: self.inner.config.prefetch_count,
+            prefetch_count: self
+                .inner
+                .prefetch_for(queue, self.inner.config.receive_links_per_queue),
             receive_mode: ServiceBusReceiveMode::PeekLock,
             identifier: None,
             sub_queue: match sub_queue {
@@ -474,7 +493,10 @@ impl AzureProvider {
                 return Err(client_closed());
             };
             client
-                .accept_next_session_for_queue(queue.as_str(), session_options(&inner.config))
+                .accept_next_session_for_queue(
+                    queue.as_str(),
+                    session_options(inner.prefetch_for(&queue, 1)),
+                )
                 .await
         })
     }
@@ -494,7 +516,7 @@ impl AzureProvider {
                     .accept_session_for_queue(
                         queue.as_str(),
                         session.as_str(),
-                        session_options(&self.inner.config),
+                        session_options(self.inner.prefetch_for(queue, 1)),
                     )
                     .await
             };
@@ -662,9 +684,9 @@ fn client_closed() -> azure_core::Error {
     )
 }
 
-fn session_options(config: &AzureConfig) -> ServiceBusSessionReceiverOptions {
+fn session_options(prefetch_count: u32) -> ServiceBusSessionReceiverOptions {
     ServiceBusSessionReceiverOptions {
-        prefetch_count: config.prefetch_count,
+        prefetch_count,
         receive_mode: ServiceBusReceiveMode::PeekLock,
         identifier: None,
     }
@@ -904,6 +926,16 @@ impl LockState {
 
 #[async_trait]
 impl QueueProvider for AzureProvider {
+    /// Sizes the SDK prefetch of the links opened from now on for `queue` (unless
+    /// `prefetch_count` is configured): the hint spread over the queue's receive links, and as
+    /// given for a session link.
+    fn set_prefetch_hint(&self, queue: &QueueName, messages: usize) {
+        self.inner
+            .prefetch_hints
+            .lock()
+            .insert(queue.clone(), messages);
+    }
+
     fn name(&self) -> &'static str {
         NAME
     }

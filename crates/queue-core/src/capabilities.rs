@@ -46,6 +46,10 @@ pub struct Capabilities {
     pub max_message_bytes: usize,
     /// The most messages one `send_batch` call sends in one request (more are split).
     pub max_batch_messages: usize,
+    /// The most bytes the messages of one `send_batch` request may take together, as
+    /// [`QueueProvider::batch_entry_bytes`](crate::QueueProvider::batch_entry_bytes) counts
+    /// them (more are split); 0 when the provider declares no such limit.
+    pub max_batch_bytes: usize,
     /// The most messages one `receive` call returns.
     pub max_receive_messages: usize,
     /// The most application properties a message may carry through this provider.

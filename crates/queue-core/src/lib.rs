@@ -34,6 +34,9 @@ pub use received::{
 pub mod raw {
     pub use crate::provider::{check_max_messages, check_message_size};
 
+    #[cfg(feature = "batching")]
+    pub mod batching;
+
     /// Time conversions between the broker's `SystemTime` and wire milliseconds.
     pub mod time {
         use std::time::{Duration, SystemTime, UNIX_EPOCH};

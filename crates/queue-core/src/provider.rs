@@ -161,6 +161,21 @@ pub trait QueueProvider: Send + Sync + Debug {
     /// - A missing queue fails with [`NotFound`](crate::ErrorKind::NotFound).
     async fn send(&self, queue: &QueueName, message: Message) -> Result<SendOutcome>;
 
+    /// A consumer of `queue` (the processor) handles `messages` at once (per link, for a session
+    /// receiver). A provider whose SDK fetches messages ahead of receive calls (Service Bus
+    /// prefetch) sizes that buffer from it for the links it opens afterwards, so messages do not
+    /// wait, locked, in a buffer no handler reaches within their lock. The default does nothing.
+    fn set_prefetch_hint(&self, queue: &QueueName, messages: usize) {
+        let _ = (queue, messages);
+    }
+
+    /// The bytes `message` takes in a [`send_batch`](Self::send_batch) request, as counted
+    /// against [`Capabilities::max_batch_bytes`] (SQS: its body and attributes as encoded for
+    /// the wire). The default is [`Message::approximate_size`].
+    fn batch_entry_bytes(&self, message: &Message) -> usize {
+        message.approximate_size()
+    }
+
     /// Sends several messages.
     ///
     /// # Behavior

@@ -135,7 +135,7 @@ impl QueueClient {
     /// (authenticated with the rest when sealed).
     pub async fn send(&self, queue: &QueueName, message: Message) -> Result<SendOutcome> {
         self.provider.validate_queue_name(queue)?;
-        let span = self.span("send", "send", queue);
+        let span = self.operation_span("send", "send", queue);
         span.record("messaging.message.id", message.message_id().as_str());
         let work = async {
             let message = match &self.security {
@@ -162,7 +162,7 @@ impl QueueClient {
     ) -> Result<Vec<Result<SendOutcome>>> {
         self.provider.validate_queue_name(queue)?;
         let count = messages.len();
-        let span = self.span("send", "send_batch", queue);
+        let span = self.operation_span("send", "send_batch", queue);
         span.record("messaging.batch.message_count", count);
         async {
             // A message that cannot be sealed fails alone, as a provider-refused entry would.
@@ -203,8 +203,20 @@ impl QueueClient {
         .await
     }
 
+    /// A sender to `queue` that coalesces the `send`s of every task holding a clone into batch
+    /// sends (SQS: `SendMessageBatch`), each `send` getting its own outcome; see
+    /// [`BatchingSender`](crate::batching::BatchingSender). Opt-in: [`send`](Self::send) sends
+    /// each message on its own.
+    pub fn batching_sender(
+        &self,
+        queue: &QueueName,
+        options: crate::batching::BatchingOptions,
+    ) -> Result<crate::batching::BatchingSender> {
+        crate::batching::BatchingSender::new(self.clone(), queue.clone(), options)
+    }
+
     /// The span of one operation of this client on `queue`.
-    fn span(
+    pub(crate) fn operation_span(
         &self,
         operation_type: &'static str,
         operation: &'static str,
@@ -220,7 +232,11 @@ impl QueueClient {
 
     /// A message as it goes on the wire: the trace context attached (it is then authenticated
     /// with the rest), sealed when the queue's policy says so.
-    async fn outgoing(&self, queue: &QueueName, mut message: Message) -> Result<Message> {
+    pub(crate) async fn outgoing(
+        &self,
+        queue: &QueueName,
+        mut message: Message,
+    ) -> Result<Message> {
         match &self.security {
             Some(security) => {
                 propagation::inject(&mut message);
@@ -245,7 +261,7 @@ impl QueueClient {
         wait: Duration,
     ) -> Result<Vec<ReceivedMessage>> {
         self.provider.validate_queue_name(queue)?;
-        let span = self.span("receive", "receive", queue);
+        let span = self.operation_span("receive", "receive", queue);
         let work = receive_verified(
             self.provider.as_ref(),
             self.security.as_deref(),

@@ -6,6 +6,7 @@ compile_error!(
     "queue-runtime needs at least one provider feature: enable `memory`, `sqs` or `azure`"
 );
 
+pub mod batching;
 mod client;
 pub mod config;
 pub mod dead_letters;

@@ -125,6 +125,34 @@ pub(crate) fn encode(
         (None, true, UnsessionedFifo::Group(group)) => (Some(group.clone()), true),
     };
     let deduplication_id = queue.fifo.then(|| deduplication_id(message));
+    let (body, attributes) = body_and_attributes(message, provider_group)?;
+    let delay_seconds = match message.scheduled_enqueue_time() {
+        None => None,
+        Some(at) => Some(delay_seconds(queue, at, now)?),
+    };
+
+    let size = message_size(&body, &attributes);
+    let accepted = queue.max_message_bytes.saturating_sub(DEAD_LETTER_RESERVE);
+    if size > accepted {
+        return Err(QueueError::message_too_large(size, accepted));
+    }
+    Ok(Outgoing {
+        body,
+        attributes,
+        group_id,
+        deduplication_id,
+        delay_seconds,
+        size,
+    })
+}
+
+/// The body and attributes SQS gets for `message` (`provider_group`: the FIFO message group was
+/// chosen by the provider, not the message's session).
+fn body_and_attributes(
+    message: &Message,
+    provider_group: bool,
+) -> Result<(String, HashMap<String, MessageAttributeValue>), QueueError> {
+    let properties = message.properties();
     let (body, encoding) = encode_body(message.body());
     let meta = Meta {
         id: Cow::Borrowed(message.message_id().as_str()),
@@ -145,24 +173,17 @@ pub(crate) fn encode(
         check_attribute_name(key)?;
         attributes.insert(key.to_owned(), string_attribute(value.to_owned())?);
     }
-    let delay_seconds = match message.scheduled_enqueue_time() {
-        None => None,
-        Some(at) => Some(delay_seconds(queue, at, now)?),
-    };
+    Ok((body, attributes))
+}
 
-    let size = message_size(&body, &attributes);
-    let accepted = queue.max_message_bytes.saturating_sub(DEAD_LETTER_RESERVE);
-    if size > accepted {
-        return Err(QueueError::message_too_large(size, accepted));
-    }
-    Ok(Outgoing {
-        body,
-        attributes,
-        group_id,
-        deduplication_id,
-        delay_seconds,
-        size,
-    })
+/// The bytes `message` takes in a `SendMessageBatch` request, as SQS counts them against the
+/// 1 MiB of a batch: its body and attributes as encoded (counted with the provider-chosen group
+/// flag, the larger of the two encodings, so the count never falls short).
+pub(crate) fn batch_bytes(message: &Message) -> usize {
+    body_and_attributes(message, true).map_or_else(
+        |_| message.approximate_size(),
+        |(body, attributes)| message_size(&body, &attributes),
+    )
 }
 
 /// The size SQS counts for a message against the queue's `MaximumMessageSize`: the body plus,

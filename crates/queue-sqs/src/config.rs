@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use queue_core::config::{ConfigError, Problems};
 use queue_core::raw::endpoint::is_loopback_host;
@@ -113,6 +114,10 @@ struct SqsSection {
     #[serde(default)]
     dead_letter_queues: BTreeMap<String, String>,
     unsessioned_fifo: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    settle_linger: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    attempt_timeout: Option<Duration>,
 }
 
 /// The settings of an [`SqsProvider`](crate::SqsProvider).
@@ -137,7 +142,14 @@ pub struct SqsConfig {
     pub(crate) queues: Vec<QueueName>,
     pub(crate) dead_letter_queues: BTreeMap<QueueName, QueueName>,
     pub(crate) unsessioned_fifo: UnsessionedFifo,
+    pub(crate) settle_linger: Duration,
+    pub(crate) attempt_timeout: Duration,
 }
+
+/// How long settles wait, by default, to be coalesced into batch calls.
+pub const DEFAULT_SETTLE_LINGER: Duration = Duration::from_millis(5);
+/// How long one call may take, by default, beyond its long poll.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Default for SqsConfig {
     fn default() -> Self {
@@ -149,6 +161,8 @@ impl Default for SqsConfig {
             queues: Vec::new(),
             dead_letter_queues: BTreeMap::new(),
             unsessioned_fifo: UnsessionedFifo::Reject,
+            settle_linger: DEFAULT_SETTLE_LINGER,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
         }
     }
 }
@@ -209,6 +223,25 @@ impl SqsConfig {
         self
     }
 
+    /// How long a settle (`complete`, `abandon`, a lock renewal) waits for others to share its
+    /// batch call (`DeleteMessageBatch`, `ChangeMessageVisibilityBatch`, up to ten entries; a
+    /// full batch goes at once). Default [`DEFAULT_SETTLE_LINGER`] (5 ms); zero turns batching
+    /// off: every settle is then its own call.
+    pub fn with_settle_linger(mut self, linger: Duration) -> Self {
+        self.settle_linger = linger;
+        self
+    }
+
+    /// How long one HTTP attempt may take: every call gets this much, a receive this much on
+    /// top of its long poll, so a server that stops answering yields a `Timeout` error instead
+    /// of a hang. Default [`DEFAULT_ATTEMPT_TIMEOUT`] (10 s). For clients from
+    /// [`SqsProvider::from_client`](crate::SqsProvider::from_client), only receives get it (on
+    /// top of their long poll); the client's own timeouts apply to the rest.
+    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
     /// Reads the `[sqs]` section of a configuration (any serde format), reporting every
     /// problem with its path in the section. Credentials are never read from it: they come from
     /// the standard AWS chain (environment, profile, web identity, ECS, IMDS). `env` is not
@@ -221,6 +254,8 @@ impl SqsConfig {
     ///     region = "eu-west-1"
     ///     queues = ["orders", "pr-events.fifo"]
     ///     unsessioned_fifo = "group-per-message"
+    ///     settle_linger = "5ms"        # "0s" turns settle batching off
+    ///     attempt_timeout = "10s"
     ///     [dead_letter_queues]
     ///     orders = "orders-dlq"
     /// "#)?;
@@ -266,6 +301,15 @@ impl SqsConfig {
                 problems.check("unsessioned_fifo", UnsessionedFifo::from_name(&choice))
         {
             config = config.with_unsessioned_fifo(choice);
+        }
+        if let Some(linger) = raw.settle_linger {
+            config = config.with_settle_linger(linger);
+        }
+        if let Some(timeout) = raw.attempt_timeout {
+            if timeout.is_zero() {
+                problems.push("attempt_timeout", "must be longer than zero");
+            }
+            config = config.with_attempt_timeout(timeout);
         }
         problems.finish(Some(config))
     }
@@ -401,6 +445,8 @@ mod section_tests {
             check_on_connect = false
             queues = ["orders", "pr-events.fifo"]
             unsessioned_fifo = "group:default"
+            settle_linger = "0s"
+            attempt_timeout = "2s"
             [dead_letter_queues]
             orders = "orders-dlq"
             "#,
@@ -414,6 +460,10 @@ mod section_tests {
             UnsessionedFifo::Group("default".into())
         );
         assert_eq!(config.dead_letter_queues.len(), 1);
+        assert_eq!(config.settle_linger, Duration::ZERO);
+        assert_eq!(config.attempt_timeout, Duration::from_secs(2));
+        let defaults = read("").expect("valid");
+        assert_eq!(defaults.settle_linger, DEFAULT_SETTLE_LINGER);
     }
 
     #[test]

@@ -8,13 +8,14 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::config::{BehaviorVersion, Region};
 use aws_sdk_sqs::types::{
-    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+    BatchResultErrorEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,
 };
 use aws_smithy_http_client::tls::{Provider as TlsProvider, rustls_provider::CryptoMode};
 use parking_lot::Mutex;
+use queue_core::raw::batching::copy_of;
 use queue_core::raw::check_max_messages;
 use queue_core::{
     AcceptSessionOptions, Capabilities, DeadLetterReason, ErrorKind, Message, PeekOptions,
@@ -26,15 +27,18 @@ use crate::codec::{self, Outgoing};
 use crate::config::{SqsConfig, SqsCredentials, UnsessionedFifo};
 use crate::error::{map_batch_entry_error, map_sdk_error};
 use crate::queues::{QueueDirectory, QueueInfo};
+use crate::settle::{SettleEntry, SettleKind, Settler};
 
 /// The provider's name, in receipts and errors.
 pub const NAME: &str = "sqs";
 /// The most entries of one SQS batch call.
-const MAX_BATCH_ENTRIES: usize = 10;
+pub(crate) const MAX_BATCH_ENTRIES: usize = 10;
 /// The most bytes of one `SendMessageBatch` call (all entries together).
 const MAX_BATCH_BYTES: usize = 1_048_576;
 /// The longest long poll of one `ReceiveMessage` call.
 const MAX_LONG_POLL: Duration = Duration::from_secs(20);
+/// How long opening a connection may take (the SDK's own default).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 /// The longest visibility timeout SQS allows.
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 
@@ -48,6 +52,9 @@ pub struct SqsProvider {
 
 struct Inner {
     client: Client,
+    settler: Settler,
+    /// How much longer than its long poll one receive attempt may take.
+    attempt_timeout: Duration,
     queues: QueueDirectory,
     capabilities: Capabilities,
     unsessioned_fifo: UnsessionedFifo,
@@ -70,6 +77,39 @@ fn https_client() -> aws_sdk_sqs::config::SharedHttpClient {
         .build_https()
 }
 
+/// The timeouts of the clients this provider builds: the SDK's connect timeout, and an attempt
+/// timeout for every call (receives get their own, longer than their long poll:
+/// [`receive_timeouts`]). Without one, a server that accepts a request and never answers hangs
+/// the call for good.
+fn timeouts(config: &SqsConfig) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(config.attempt_timeout)
+        .build()
+}
+
+/// The timeouts of one receive: the client's, with every attempt (and read, and the whole
+/// operation, where set) allowed its long poll plus `margin`.
+fn receive_timeouts(
+    base: Option<&TimeoutConfig>,
+    long_poll: Duration,
+    margin: Duration,
+) -> TimeoutConfig {
+    let attempt = long_poll + margin;
+    let base = base
+        .cloned()
+        .unwrap_or_else(|| TimeoutConfig::builder().build());
+    let mut builder = base.to_builder();
+    builder
+        .set_operation_attempt_timeout(Some(attempt))
+        .set_read_timeout(base.read_timeout().map(|read| read.max(attempt)))
+        .set_operation_timeout(base.operation_timeout().map(|whole| whole.max(attempt)));
+    if base.connect_timeout().is_none() {
+        builder.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    }
+    builder.build()
+}
+
 /// What SQS can do, as the conformance suite checks it.
 fn sqs_capabilities() -> Capabilities {
     let mut capabilities = Capabilities::default();
@@ -85,6 +125,7 @@ fn sqs_capabilities() -> Capabilities {
     capabilities.max_message_bytes =
         crate::queues::DEFAULT_MAX_MESSAGE_BYTES - queue_core::DEAD_LETTER_RESERVE;
     capabilities.max_batch_messages = MAX_BATCH_ENTRIES;
+    capabilities.max_batch_bytes = MAX_BATCH_BYTES;
     capabilities.max_receive_messages = MAX_BATCH_ENTRIES;
     capabilities.max_properties = codec::MAX_PROPERTIES;
     capabilities
@@ -107,6 +148,7 @@ impl SqsProvider {
         if let Some(endpoint) = &endpoint {
             loader = loader.endpoint_url(endpoint);
         }
+        loader = loader.timeout_config(timeouts(&config));
         let sdk_config = loader.load().await;
         if sdk_config.region().is_none() {
             return Err(QueueError::new(
@@ -151,6 +193,7 @@ impl SqsProvider {
                     .unwrap_or_else(|| "us-east-1".to_owned()),
             ))
             .endpoint_url(endpoint)
+            .timeout_config(timeouts(&config))
             .http_client(https_client());
         if let Some(credentials) = credentials {
             builder = builder.credentials_provider(credentials);
@@ -165,6 +208,8 @@ impl SqsProvider {
     pub fn from_client(client: Client, config: &SqsConfig) -> Self {
         SqsProvider {
             inner: Arc::new(Inner {
+                settler: Settler::new(client.clone(), config.settle_linger),
+                attempt_timeout: config.attempt_timeout,
                 client,
                 queues: QueueDirectory::new(config.dead_letter_queues.clone()),
                 capabilities: sqs_capabilities(),
@@ -172,6 +217,12 @@ impl SqsProvider {
                 closed: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// How long settles wait to be coalesced into batch calls; `None` when each settle is its
+    /// own call ([`SqsConfig::with_settle_linger`]).
+    pub fn settle_linger(&self) -> Option<Duration> {
+        self.inner.settler.linger()
     }
 
     /// The SDK client, for what this provider does not cover (creating queues, say).
@@ -261,126 +312,58 @@ impl SqsProvider {
         ))
     }
 
-    async fn delete_batch_chunk(
+    /// Settles several receipts of one kind: each one still held becomes an entry (its
+    /// visibility from `visibility`), the others fail at once; `done` turns a success into its
+    /// value (and records it on the receipt).
+    async fn settle_many<T>(
         &self,
-        url: &str,
-        chunk: &[(usize, &SqsReceipt)],
-    ) -> Result<HashMap<usize, Result<()>>> {
-        let entries = chunk
-            .iter()
-            .map(|(index, receipt)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(index.to_string())
-                    .receipt_handle(&receipt.handle)
-                    .build()
-                    .map_err(|error| QueueError::invalid_input(format!("batch entry: {error}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let output = self
-            .inner
-            .client
-            .delete_message_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|error| map_sdk_error("DeleteMessageBatch", error))?;
-        Ok(entry_results(
-            "DeleteMessageBatch",
-            output.successful().iter().map(|done| done.id()),
-            output.failed(),
-        ))
-    }
-
-    async fn change_visibility_batch_chunk(
-        &self,
-        url: &str,
-        chunk: &[(usize, &SqsReceipt)],
-    ) -> Result<HashMap<usize, Result<()>>> {
-        let entries = chunk
-            .iter()
-            .map(|(index, receipt)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(index.to_string())
-                    .receipt_handle(&receipt.handle)
-                    .visibility_timeout(codec::whole_seconds_up(receipt.queue.visibility_timeout))
-                    .build()
-                    .map_err(|error| QueueError::invalid_input(format!("batch entry: {error}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let output = self
-            .inner
-            .client
-            .change_message_visibility_batch()
-            .queue_url(url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|error| map_sdk_error("ChangeMessageVisibilityBatch", error))?;
-        Ok(entry_results(
-            "ChangeMessageVisibilityBatch",
-            output.successful().iter().map(|done| done.id()),
-            output.failed(),
-        ))
-    }
-
-    /// Runs one batch call per queue and per ten receipts that are still held, filing each
-    /// receipt's result; `done` turns a success into its value (and records it on the receipt).
-    async fn per_receipt_batches<'a, T, Call, Fut>(
-        &self,
-        receipts: &'a [Receipt],
-        call: Call,
+        receipts: &[Receipt],
+        kind: SettleKind,
+        visibility: impl Fn(&SqsReceipt) -> i32,
         done: impl Fn(&SqsReceipt) -> T,
-    ) -> Result<Vec<Result<T>>>
-    where
-        Call: Fn(&'a str, Vec<(usize, &'a SqsReceipt)>) -> Fut,
-        Fut: Future<Output = Result<HashMap<usize, Result<()>>>>,
-    {
+    ) -> Result<Vec<Result<T>>> {
         self.check_open()?;
         let now = SystemTime::now();
         let mut results: Vec<Option<Result<T>>> = Vec::with_capacity(receipts.len());
-        let mut by_queue: HashMap<&str, Vec<(usize, &SqsReceipt)>> = HashMap::new();
-        for (index, receipt) in receipts.iter().enumerate() {
+        let mut held = Vec::with_capacity(receipts.len());
+        let mut settles = Vec::with_capacity(receipts.len());
+        for receipt in receipts {
             match receipt
                 .data::<SqsReceipt>(NAME)
                 .and_then(|data| data.check_held(now).map(|()| data))
             {
                 Ok(data) => {
                     results.push(None);
-                    by_queue
-                        .entry(&data.queue.url)
-                        .or_default()
-                        .push((index, data));
+                    held.push(data);
+                    settles.push((
+                        data.queue.url.clone(),
+                        kind,
+                        SettleEntry {
+                            handle: data.handle.clone(),
+                            visibility_seconds: visibility(data),
+                        },
+                    ));
                 }
                 Err(error) => results.push(Some(Err(error))),
             }
         }
-        let mut anything_done = false;
-        for (url, entries) in by_queue {
-            for chunk in chunks(entries, |_| 0, usize::MAX) {
-                let indexes: Vec<usize> = chunk.iter().map(|(index, _)| *index).collect();
-                let receipts_of_chunk: HashMap<usize, &SqsReceipt> =
-                    chunk.iter().copied().collect();
-                let outcome = call(url, chunk).await;
-                let succeeded = outcome.is_ok();
-                file_chunk_results(
-                    &mut results,
-                    indexes.into_iter(),
-                    outcome,
-                    anything_done,
-                    |index| done(receipts_of_chunk[&index]),
-                )?;
-                anything_done |= succeeded;
-            }
+        let mut settled = if settles.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.settler.many(settles).await?
         }
+        .into_iter()
+        .zip(held);
         Ok(results
             .into_iter()
             .map(|result| {
-                result.unwrap_or_else(|| {
-                    Err(QueueError::new(
+                result.unwrap_or_else(|| match settled.next() {
+                    Some((Ok(()), data)) => Ok(done(data)),
+                    Some((Err(error), _)) => Err(error),
+                    None => Err(QueueError::new(
                         ErrorKind::Provider,
                         "receipt was not settled",
-                    ))
+                    )),
                 })
             })
             .collect())
@@ -430,7 +413,16 @@ impl SqsProvider {
         }
         for handle in expired {
             // Best effort: a failed delete brings the message back, to be dropped again.
-            if let Err(error) = self.delete(&info.url, &handle, "DeleteMessage").await {
+            let entry = SettleEntry {
+                handle,
+                visibility_seconds: 0,
+            };
+            let deleted = self
+                .inner
+                .settler
+                .one(&info.url, SettleKind::Delete, entry)
+                .await;
+            if let Err(error) = deleted {
                 tracing::debug!(queue = %queue, %error, "deleting an expired message failed");
             }
         }
@@ -465,30 +457,36 @@ impl SqsProvider {
         ))
     }
 
-    async fn delete(&self, url: &str, handle: &str, operation: &'static str) -> Result<()> {
+    /// Deletes the message of `receipt` (coalesced with other settles when batching is on).
+    async fn delete(&self, receipt: &SqsReceipt) -> Result<()> {
+        let entry = SettleEntry {
+            handle: receipt.handle.clone(),
+            visibility_seconds: 0,
+        };
         self.inner
-            .client
-            .delete_message()
-            .queue_url(url)
-            .receipt_handle(handle)
-            .send()
+            .settler
+            .one(&receipt.queue.url, SettleKind::Delete, entry)
             .await
-            .map_err(|error| map_sdk_error(operation, error))?;
-        Ok(())
     }
 
+    /// Hides the message of `receipt` for `timeout` from now (coalesced with other settles
+    /// when batching is on).
     async fn change_visibility(&self, receipt: &SqsReceipt, timeout: Duration) -> Result<()> {
+        let entry = SettleEntry {
+            handle: receipt.handle.clone(),
+            visibility_seconds: codec::whole_seconds_up(timeout),
+        };
         self.inner
-            .client
-            .change_message_visibility()
-            .queue_url(&receipt.queue.url)
-            .receipt_handle(&receipt.handle)
-            .visibility_timeout(codec::whole_seconds_up(timeout))
-            .send()
+            .settler
+            .one(&receipt.queue.url, SettleKind::Visibility, entry)
             .await
-            .map_err(|error| map_sdk_error("ChangeMessageVisibility", error))?;
-        Ok(())
     }
+}
+
+/// The SQS receipt handle of a receipt of this provider (for [`crate::testing`]).
+#[cfg(feature = "testing")]
+pub(crate) fn receipt_handle(receipt: &Receipt) -> Result<&str> {
+    Ok(&receipt.data::<SqsReceipt>(NAME)?.handle)
 }
 
 /// What a receipt of this provider holds: where the message is, its handle, until when it is
@@ -557,7 +555,7 @@ fn unsupported(what: &str) -> QueueError {
 }
 
 /// The per-entry outcome of a batch call, by entry index (the batch entry ids are indexes).
-fn entry_results<'a>(
+pub(crate) fn entry_results<'a>(
     operation: &'static str,
     successful: impl Iterator<Item = &'a str>,
     failed: &[BatchResultErrorEntry],
@@ -632,16 +630,9 @@ fn file_chunk_results<T>(
         }
         Err(error) if !anything_done => Err(error),
         Err(error) => {
-            // Each entry fails with the call's error: its kind, message and retry-after, and the
-            // call's error itself (shared) as the source.
             let whole = Arc::new(error);
             for index in chunk {
-                let mut entry = QueueError::new(whole.kind(), whole.message().to_owned())
-                    .with_source(Arc::clone(&whole));
-                if let Some(after) = whole.retry_after() {
-                    entry = entry.with_retry_after(after);
-                }
-                results[index] = Some(Err(entry));
+                results[index] = Some(Err(copy_of(&whole)));
             }
             Ok(())
         }
@@ -684,6 +675,11 @@ impl QueueProvider for SqsProvider {
             )));
         }
         Ok(())
+    }
+
+    /// The body and attributes as encoded, as SQS counts them against a batch's 1 MiB.
+    fn batch_entry_bytes(&self, message: &Message) -> usize {
+        codec::batch_bytes(message)
     }
 
     async fn send(&self, queue: &QueueName, message: Message) -> Result<SendOutcome> {
@@ -785,13 +781,16 @@ impl QueueProvider for SqsProvider {
         let deadline = tokio::time::Instant::now() + options.wait;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let long_poll = Duration::from_secs(
+                u64::try_from(codec::whole_seconds_up(left.min(MAX_LONG_POLL))).unwrap_or(20),
+            );
             let mut request = self
                 .inner
                 .client
                 .receive_message()
                 .queue_url(&info.url)
                 .max_number_of_messages(i32::try_from(max).unwrap_or(10))
-                .wait_time_seconds(codec::whole_seconds_up(left.min(MAX_LONG_POLL)))
+                .wait_time_seconds(codec::whole_seconds_up(long_poll))
                 .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                 .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
@@ -801,7 +800,14 @@ impl QueueProvider for SqsProvider {
                 // of leaving them hidden until their visibility timeout.
                 request = request.receive_request_attempt_id(uuid::Uuid::new_v4().to_string());
             }
+            let timeouts = receive_timeouts(
+                self.inner.client.config().timeout_config(),
+                long_poll,
+                self.inner.attempt_timeout,
+            );
             let output = request
+                .customize()
+                .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
                 .send()
                 .await
                 .map_err(|error| self.noted(&info.name, map_sdk_error("ReceiveMessage", error)))?;
@@ -827,17 +833,17 @@ impl QueueProvider for SqsProvider {
         let data = receipt.data::<SqsReceipt>(NAME)?;
         self.check_open()?;
         data.check_held(SystemTime::now())?;
-        self.delete(&data.queue.url, &data.handle, "DeleteMessage")
-            .await?;
+        self.delete(data).await?;
         data.mark_settled();
         Ok(())
     }
 
     /// `DeleteMessageBatch`, ten receipts a call, grouped by queue.
     async fn complete_batch(&self, receipts: &[Receipt]) -> Result<Vec<Result<()>>> {
-        self.per_receipt_batches(
+        self.settle_many(
             receipts,
-            |url, chunk| async move { self.delete_batch_chunk(url, &chunk).await },
+            SettleKind::Delete,
+            |_| 0,
             SqsReceipt::mark_settled,
         )
         .await
@@ -912,12 +918,16 @@ impl QueueProvider for SqsProvider {
             .await
             .map_err(|error| map_sdk_error("SendMessage (dead-letter copy)", error))?;
         tracing::debug!(queue = %receipt.queue(), dead_letter_queue = %target.name, reason = %reason.reason, "copied to the dead-letter queue; deleting the original");
-        self.delete(
-            &data.queue.url,
-            &data.handle,
-            "DeleteMessage (after dead-letter copy)",
-        )
-        .await?;
+        // Its own call, never coalesced: dead letters are rare, and an error naming this step
+        // tells an operator the copy exists.
+        self.inner
+            .client
+            .delete_message()
+            .queue_url(&data.queue.url)
+            .receipt_handle(&data.handle)
+            .send()
+            .await
+            .map_err(|error| map_sdk_error("DeleteMessage (after dead-letter copy)", error))?;
         data.mark_settled();
         Ok(())
     }
@@ -934,9 +944,10 @@ impl QueueProvider for SqsProvider {
 
     /// `ChangeMessageVisibilityBatch` to each queue's visibility timeout, ten receipts a call.
     async fn renew_lock_batch(&self, receipts: &[Receipt]) -> Result<Vec<Result<SystemTime>>> {
-        self.per_receipt_batches(
+        self.settle_many(
             receipts,
-            |url, chunk| async move { self.change_visibility_batch_chunk(url, &chunk).await },
+            SettleKind::Visibility,
+            |data| codec::whole_seconds_up(data.queue.visibility_timeout),
             SqsReceipt::renewed,
         )
         .await

@@ -309,3 +309,211 @@ async fn fifo_receive_keeps_each_session_in_order() {
         assert_eq!(seen[session], expected);
     }
 }
+
+/// Receives until `count` messages are held.
+async fn receive_all(
+    provider: &SqsProvider,
+    queue: &QueueName,
+    count: usize,
+) -> Vec<ReceivedMessage> {
+    let mut held = Vec::new();
+    while held.len() < count {
+        let batch = provider
+            .receive(queue, ReceiveOptions::new(10, Duration::from_secs(2)))
+            .await
+            .unwrap();
+        assert!(!batch.is_empty(), "only {} of {count} arrived", held.len());
+        held.extend(batch);
+    }
+    held
+}
+
+/// Settles from separate tasks share one batch call; the entry SQS fails (its receipt handle no
+/// longer valid: the message was deleted behind the provider's back) fails alone, with SQS's
+/// own code, and the others succeed.
+#[tokio::test(flavor = "multi_thread")]
+async fn settles_from_many_tasks_share_a_batch_and_a_failed_entry_fails_alone() {
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
+    let counter = queue_sqs::testing::RequestCounter::start(&endpoint)
+        .await
+        .unwrap();
+    // A long linger, so that three tasks spawned together surely meet in one batch here.
+    let config = SqsConfig::new().with_settle_linger(Duration::from_millis(200));
+    let provider = SqsProvider::for_local_server(counter.endpoint(), &config).unwrap();
+    let queue = fresh_queue(&provider, false).await;
+    for index in 0..3 {
+        provider
+            .send(&queue, Message::new(format!("{index}")))
+            .await
+            .unwrap();
+    }
+    let mut held = receive_all(&provider, &queue, 3).await;
+    held.sort_by(|a, b| a.body().cmp(b.body()));
+    let url = provider
+        .client()
+        .get_queue_url()
+        .queue_name(queue.as_str())
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    provider
+        .client()
+        .delete_message()
+        .queue_url(url)
+        .receipt_handle(queue_sqs::testing::receipt_handle(&held[1].receipt).unwrap())
+        .send()
+        .await
+        .unwrap();
+    counter.reset();
+
+    let renewals: Vec<_> = held
+        .iter()
+        .map(|message| {
+            let (provider, receipt) = (provider.clone(), message.receipt.clone());
+            tokio::spawn(async move { provider.renew_lock(&receipt).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for renewal in renewals {
+        results.push(renewal.await.unwrap());
+    }
+    assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+    let failed = results[1].as_ref().expect_err("its handle is gone");
+    assert_eq!(failed.kind(), ErrorKind::LockLost, "{failed}");
+    assert!(
+        failed.to_string().contains("ReceiptHandleIsInvalid"),
+        "{failed}"
+    );
+    assert_eq!(
+        counter.count("ChangeMessageVisibilityBatch"),
+        1,
+        "{:?}",
+        counter.counts()
+    );
+    assert_eq!(counter.count("ChangeMessageVisibility"), 0);
+
+    let completes: Vec<_> = [&held[0], &held[2]]
+        .into_iter()
+        .map(|message| {
+            let (provider, receipt) = (provider.clone(), message.receipt.clone());
+            tokio::spawn(async move { provider.complete(&receipt).await })
+        })
+        .collect();
+    for complete in completes {
+        complete.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        counter.count("DeleteMessageBatch"),
+        1,
+        "{:?}",
+        counter.counts()
+    );
+    assert_eq!(counter.count("DeleteMessage"), 0);
+}
+
+/// A batch call that fails as a whole fails every caller's entry, and none is acknowledged: the
+/// messages are still there afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_batch_call_fails_every_entry_and_acknowledges_none() {
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
+    let provider = local(&endpoint);
+    let queue = fresh_queue(&provider, false).await;
+    for index in 0..3 {
+        provider
+            .send(&queue, Message::new(format!("{index}")))
+            .await
+            .unwrap();
+    }
+    let held = receive_all(&provider, &queue, 3).await;
+    let broken = failing(&provider, "DeleteMessageBatch");
+    let completes: Vec<_> = held
+        .iter()
+        .map(|message| {
+            let (provider, receipt) = (broken.clone(), message.receipt.clone());
+            tokio::spawn(async move { provider.complete(&receipt).await })
+        })
+        .collect();
+    for complete in completes {
+        let error = complete.await.unwrap().expect_err("the call failed");
+        assert!(error.to_string().contains("injected failure"), "{error}");
+    }
+    for message in &held {
+        provider.abandon(&message.receipt, None).await.unwrap();
+    }
+    assert_eq!(receive_all(&provider, &queue, 3).await.len(), 3);
+}
+
+/// A server that stops answering in the middle of a receive yields a `Timeout` error once the
+/// long poll and the attempt timeout have passed (and the SDK's own retries ran), not a hang.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receive_the_server_never_answers_times_out_instead_of_hanging() {
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
+    let counter = queue_sqs::testing::RequestCounter::start(&endpoint)
+        .await
+        .unwrap();
+    let config = SqsConfig::new().with_attempt_timeout(Duration::from_millis(500));
+    let provider = SqsProvider::for_local_server(counter.endpoint(), &config).unwrap();
+    let queue = fresh_queue(&provider, false).await;
+    provider
+        .send(&queue, Message::new("waiting"))
+        .await
+        .unwrap();
+    counter.stall("ReceiveMessage");
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(60),
+        provider.receive(&queue, ReceiveOptions::new(1, Duration::from_secs(2))),
+    )
+    .await
+    .expect("the receive returned by itself");
+    let error = outcome.expect_err("nothing answered");
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    let took = started.elapsed();
+    // Each attempt gets the long poll (2 s) and the attempt timeout (0.5 s); the SDK tries three
+    // times, with its backoff in between.
+    assert!(took >= Duration::from_millis(2500), "{took:?}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
+
+/// A server that accepts connections and never answers anything: even the first call (the
+/// queue's URL) times out instead of hanging.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_never_answers_times_out_instead_of_hanging() {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream); // read nothing, answer nothing, close nothing
+        }
+    });
+    let config = SqsConfig::new().with_attempt_timeout(Duration::from_millis(500));
+    let provider = SqsProvider::for_local_server(&endpoint, &config).unwrap();
+    let queue = QueueName::new("silent").unwrap();
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(60),
+        provider.receive(&queue, ReceiveOptions::new(1, Duration::from_secs(1))),
+    )
+    .await
+    .expect("the receive returned by itself");
+    let error = outcome.expect_err("nothing answered");
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    // Three attempts of 0.5 s each, with the SDK's backoff.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    accepting.abort();
+}

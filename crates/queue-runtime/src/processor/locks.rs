@@ -90,7 +90,13 @@ struct RunLocks {
     /// When the handler of the message at `next` started (its renewals stop after
     /// `max_lock_renewal`); `None` while it waits.
     started: Option<Instant>,
+    /// Messages from this index on were given back unstarted (at shutdown): no longer held.
+    released: usize,
 }
+
+/// The least lock a message must have left for its handler to start: less, and it would be
+/// lost before the first renewal could land.
+const START_MARGIN: Duration = Duration::from_millis(50);
 
 impl HeldRun {
     pub(super) fn new(messages: Vec<ReceivedMessage>) -> Self {
@@ -98,12 +104,14 @@ impl HeldRun {
             .iter()
             .map(|message| (message.locked_until, None))
             .collect();
+        let released = messages.len();
         HeldRun {
             messages,
             locks: Mutex::new(RunLocks {
                 each,
                 next: 0,
                 started: None,
+                released,
             }),
             lost: Notify::new(),
         }
@@ -121,7 +129,7 @@ impl HeldRun {
         if let Some(error) = lost {
             return Err(QueueError::new(error.kind(), error.message().to_owned()));
         }
-        if SystemTime::now() >= *locked_until {
+        if SystemTime::now() + START_MARGIN >= *locked_until {
             return Err(expired());
         }
         let mut message = self.messages[index].clone();
@@ -136,6 +144,28 @@ impl HeldRun {
         let mut locks = self.locks.lock();
         locks.next = locks.next.max(index + 1);
         locks.started = None;
+    }
+
+    /// Whether the message at `index` was given back unstarted (it must not be handled, nor
+    /// given back again).
+    pub(super) fn released(&self, index: usize) -> bool {
+        index >= self.locks.lock().released
+    }
+
+    /// Gives back at once every message after `index` (they wait behind the one being
+    /// handled): shutdown hands back what was fetched but not started, without waiting for the
+    /// running handler.
+    pub(super) async fn give_back_after(&self, shared: &Shared, index: usize) {
+        let (from, to) = {
+            let mut locks = self.locks.lock();
+            let from = (index + 1).min(locks.released);
+            let to = locks.released;
+            locks.released = from;
+            (from, to)
+        };
+        for rest in from..to {
+            super::message::give_back(shared, &self.messages[rest]).await;
+        }
     }
 
     /// The message at `index`, as received (for giving it back).
@@ -166,7 +196,7 @@ impl HeldRun {
                     .started
                     .is_some_and(|started| started.elapsed() >= shared.options.max_lock_renewal);
                 let (renewable, left_to_expire): (Vec<usize>, Vec<usize>) = (locks.next
-                    ..self.messages.len())
+                    ..locks.released)
                     .filter(|&index| locks.each[index].1.is_none())
                     .partition(|&index| can_renew && !(index == locks.next && past_limit));
                 let deadline = |index: &usize| locks.each[*index].0;
@@ -234,7 +264,7 @@ impl HeldRun {
         let first_held = locks.next;
         let started = locks.started;
         let mut any_lost = false;
-        for index in first_held..self.messages.len() {
+        for index in first_held..locks.released {
             let (deadline, lost) = &mut locks.each[index];
             if lost.is_none() && now >= *deadline {
                 let past_limit = index == first_held

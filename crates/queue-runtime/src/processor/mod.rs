@@ -119,6 +119,16 @@ impl Processor {
                 ));
             }
         };
+        // Fetched ahead, a message waits locked; ask for no more than the handlers can take: all
+        // of them at once on a queue, one at a time per session receiver.
+        let prefetch = if with_session_receivers {
+            1
+        } else {
+            self.options.max_concurrency
+        };
+        self.client
+            .provider()
+            .set_prefetch_hint(&self.queue, prefetch);
         let hard_stop = CancellationToken::new();
         let deadline_timer = tokio::spawn({
             let (shutdown, hard_stop) = (shutdown.clone(), hard_stop.clone());

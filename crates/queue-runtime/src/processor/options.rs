@@ -21,6 +21,11 @@ pub struct ProcessorOptions {
     /// How long one receive (or session accept) waits; also the longest a shutdown waits for a
     /// receive in progress.
     pub receive_wait: Duration,
+    /// While handlers run, how long the next receive waits for more of them to finish, so that
+    /// it asks for a full batch (`receive_batch` messages, or `max_concurrency` if fewer) instead
+    /// of the one or two slots free at that moment. Settles are batched, so slots tend to free
+    /// together. Zero asks at once for whatever is free.
+    pub receive_gather: Duration,
     /// A session with no message for this long is released, so another one can be taken.
     pub session_idle: Duration,
     /// A message delivered more times than this is dead-lettered with
@@ -40,6 +45,7 @@ impl Default for ProcessorOptions {
             sessions: false,
             receive_batch: 10,
             receive_wait: Duration::from_secs(1),
+            receive_gather: Duration::from_millis(10),
             session_idle: Duration::from_secs(1),
             max_delivery_count: 10,
             max_lock_renewal: Duration::from_secs(300),
@@ -74,6 +80,13 @@ impl ProcessorOptions {
     #[must_use]
     pub fn with_receive_wait(mut self, wait: Duration) -> Self {
         self.receive_wait = wait;
+        self
+    }
+
+    /// How long a receive waits for more free slots.
+    #[must_use]
+    pub fn with_receive_gather(mut self, gather: Duration) -> Self {
+        self.receive_gather = gather;
         self
     }
 

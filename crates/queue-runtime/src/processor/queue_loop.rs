@@ -6,6 +6,8 @@ use std::sync::Arc;
 use queue_core::{ReceivedMessage, Result, SessionId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use super::locks::HeldRun;
@@ -31,13 +33,7 @@ pub(super) async fn run_queue(shared: &Arc<Shared>) -> Result<()> {
             },
             () = shared.shutdown.cancelled() => break,
         };
-        let mut permits = vec![first];
-        while permits.len() < batch_limit {
-            match slots.clone().try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
-            }
-        }
+        let mut permits = gather_slots(shared, &slots, first, batch_limit).await;
         while tasks.try_join_next().is_some() {}
         // Not raced against shutdown: a receive dropped half-way could leave messages locked
         // until their lock expires. It returns within `receive_wait`.
@@ -75,6 +71,35 @@ pub(super) async fn run_queue(shared: &Arc<Shared>) -> Result<()> {
         }
     }
     outcome
+}
+
+/// The slots to receive for: `first`, every other one free now, and, while handlers run, the
+/// ones that free within `receive_gather`, up to `wanted`.
+async fn gather_slots(
+    shared: &Shared,
+    slots: &Arc<Semaphore>,
+    first: OwnedSemaphorePermit,
+    batch_limit: usize,
+) -> Vec<OwnedSemaphorePermit> {
+    let wanted = batch_limit.min(shared.options.max_concurrency);
+    let gather_until = Instant::now() + shared.options.receive_gather;
+    let mut permits = vec![first];
+    while permits.len() < wanted {
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            permits.push(permit);
+            continue;
+        }
+        // Every slot not held here is busy with a handler; wait a little for some to free.
+        let more = tokio::select! {
+            permit = tokio::time::timeout_at(gather_until, slots.clone().acquire_owned()) => permit,
+            () = shared.shutdown.cancelled() => break,
+        };
+        match more {
+            Ok(Ok(permit)) => permits.push(permit),
+            _ => break,
+        }
+    }
+    permits
 }
 
 /// Splits a received batch into runs to handle one after the other: each message alone, except
@@ -115,8 +140,13 @@ async fn handle_run(
 
 async fn work_run(shared: &Shared, held: &HeldRun) {
     for index in 0..held.len() {
+        if held.released(index) {
+            return;
+        }
         let next = match held.take_up(index) {
-            Ok(message) => handle_one(shared, message, held.lost(index)).await,
+            Ok(message) => {
+                handle_giving_back_the_rest_at_shutdown(shared, held, index, message).await
+            }
             Err(error) => {
                 expired_before_handling(shared, held.message(index), &error).await;
                 Next::GiveBackTheRest
@@ -125,12 +155,39 @@ async fn work_run(shared: &Shared, held: &HeldRun) {
         held.let_go(index);
         if next == Next::GiveBackTheRest {
             for rest in index + 1..held.len() {
+                if held.released(rest) {
+                    break;
+                }
                 give_back(shared, held.message(rest)).await;
                 held.let_go(rest);
             }
             return;
         }
     }
+}
+
+/// Handles the message at `index`; if shutdown comes meanwhile, the messages waiting behind it
+/// are given back at once, not after it.
+async fn handle_giving_back_the_rest_at_shutdown(
+    shared: &Shared,
+    held: &HeldRun,
+    index: usize,
+    message: ReceivedMessage,
+) -> Next {
+    let finished = CancellationToken::new();
+    let handling = async {
+        let next = handle_one(shared, message, held.lost(index)).await;
+        finished.cancel();
+        next
+    };
+    let early_give_back = async {
+        tokio::select! {
+            biased;
+            () = finished.cancelled() => {}
+            () = shared.shutdown.cancelled() => held.give_back_after(shared, index).await,
+        }
+    };
+    tokio::join!(handling, early_give_back).0
 }
 
 #[cfg(test)]

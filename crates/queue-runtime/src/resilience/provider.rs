@@ -96,6 +96,14 @@ impl QueueProvider for ResilientProvider {
         self.inner.validate_queue_name(queue)
     }
 
+    fn set_prefetch_hint(&self, queue: &QueueName, messages: usize) {
+        self.inner.set_prefetch_hint(queue, messages);
+    }
+
+    fn batch_entry_bytes(&self, message: &Message) -> usize {
+        self.inner.batch_entry_bytes(message)
+    }
+
     async fn send(&self, queue: &QueueName, message: Message) -> Result<SendOutcome> {
         self.calls
             .run("send", Repeat::OnlyIfRefused, || {
