@@ -74,6 +74,8 @@ const CONDITIONS: &[(&str, ErrorKind)] = &[
     ("RemoteEnded", ErrorKind::Connection),
     ("IllegalSessionState", ErrorKind::Connection),
     ("IllegalConnectionState", ErrorKind::Connection),
+    // An answer the SDK could not decode: retrying brings the same answer.
+    ("MessageDecode", ErrorKind::Provider),
     ("The client is disposed", ErrorKind::Closed),
     ("ClientDisposed", ErrorKind::Closed),
 ];
@@ -95,7 +97,7 @@ fn kind_for_status(code: u16) -> Option<ErrorKind> {
 }
 
 /// The kind of a failure whose debug form is `detail`, when a known condition names it.
-fn kind_for_detail(detail: &str) -> Option<ErrorKind> {
+pub(crate) fn kind_for_detail(detail: &str) -> Option<ErrorKind> {
     CONDITIONS
         .iter()
         .find(|(condition, _)| detail.contains(condition))
@@ -112,6 +114,11 @@ fn status_code(detail: &str) -> Option<u16> {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().ok()
+}
+
+/// Whether the SDK failed to decode the broker's answer (as opposed to the broker refusing).
+pub(crate) fn is_undecodable_answer(error: &azure_core::Error) -> bool {
+    format!("{error:?}").contains("MessageDecode")
 }
 
 /// Maps a failed SDK call for `operation`.

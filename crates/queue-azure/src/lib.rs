@@ -5,6 +5,7 @@ mod config;
 mod error;
 mod links;
 mod provider;
+mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
