@@ -9,7 +9,7 @@ pub mod scenarios;
 mod support;
 
 pub use fixture::{Fixture, QueueSpec, Skip, TimeMode};
-pub use runner::{Outcome, Scenario, run_all, run_all_parallel, run_scenario};
+pub use runner::{Outcome, Scenario, run_all, run_all_parallel, run_scenario, selected};
 
 /// Calls `$callback!` with the path of every scenario, so the registry and the test macro are
 /// generated from one list.

@@ -64,6 +64,18 @@ pub fn run_scenario<F: Fixture + 'static>(
     outcome
 }
 
+/// The environment variable that narrows a run to some scenarios: their names, separated by
+/// commas (for chasing one failure against a slow broker). Unset or empty: every scenario.
+pub const ONLY_VARIABLE: &str = "QUEUE_RUNTIME_CONFORMANCE_ONLY";
+
+/// Whether the scenario named `name` runs, as [`ONLY_VARIABLE`] says.
+pub fn selected(name: &str) -> bool {
+    match std::env::var(ONLY_VARIABLE) {
+        Ok(only) if !only.trim().is_empty() => only.split(',').any(|wanted| wanted.trim() == name),
+        _ => true,
+    }
+}
+
 /// Runs every scenario in order and returns the names of those skipped (a failure panics).
 pub fn run_all<F: Fixture + 'static>(
     mode: TimeMode,
@@ -71,6 +83,7 @@ pub fn run_all<F: Fixture + 'static>(
 ) -> Vec<&'static str> {
     crate::SCENARIOS
         .iter()
+        .filter(|scenario| selected(scenario.name))
         .filter_map(
             |scenario| match run_scenario(scenario, mode, &make_fixture) {
                 Outcome::Passed => None,
@@ -100,6 +113,9 @@ pub fn run_all_parallel<F: Fixture + 'static>(
                 while let Some(scenario) =
                     crate::SCENARIOS.get(next.fetch_add(1, Ordering::Relaxed))
                 {
+                    if !selected(scenario.name) {
+                        continue;
+                    }
                     let started = std::time::Instant::now();
                     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         run_scenario(scenario, mode, &make_fixture)

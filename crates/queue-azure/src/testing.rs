@@ -112,42 +112,93 @@ pub fn missing_connection_string() -> String {
     )
 }
 
+/// How long [`purge`] waits for messages an earlier test left locked: a message lock of the
+/// test queues lasts 5 s, so three of them is plenty.
+const PURGE_PATIENCE: Duration = Duration::from_secs(15);
+
 /// Empties a test queue: its messages, its dead-letter queue, its sessions (and their state),
 /// and its scheduled messages.
+///
+/// Messages an earlier test left locked (received and never settled) cannot be received until
+/// their lock passes: the purge keeps going until a peek shows the queue empty, or fails after
+/// [`PURGE_PATIENCE`] saying how many are left. Sessions are emptied as `empty_sessions` says.
 pub async fn purge(provider: &dyn QueueProvider, queue: &QueueName, sessions: bool) -> Result<()> {
-    let quiet = Duration::from_millis(500);
     if sessions {
-        while let Some(session) = provider.accept_next_session(queue, quiet).await? {
-            loop {
-                let messages = session.receive(100, quiet).await?;
-                if messages.is_empty() {
-                    break;
-                }
-                for message in &messages {
-                    provider.complete(&message.receipt).await?;
-                }
-            }
-            session.set_state(None).await?;
-            session.close().await?;
-        }
-    } else {
-        // Scheduled messages cannot be received before they are due; cancel them. Peeking
-        // shows active messages too, which cancelling refuses: those are received below.
-        let peeked = provider.peek(queue, PeekOptions::new(250)).await?;
-        for message in peeked {
-            if let Some(sequence_number) = message.delivery.sequence_number
-                && let Err(error) = provider.cancel_scheduled(queue, sequence_number).await
-                && matches!(
-                    error.kind(),
-                    ErrorKind::Closed | ErrorKind::Connection | ErrorKind::Unauthorized
-                )
-            {
-                return Err(error);
-            }
-        }
+        empty_sessions(provider, queue).await?;
+        return drain(provider, queue, true).await;
+    }
+    let deadline = tokio::time::Instant::now() + PURGE_PATIENCE;
+    loop {
         drain(provider, queue, false).await?;
+        let left = provider.peek(queue, PeekOptions::new(250)).await?;
+        if left.is_empty() {
+            break;
+        }
+        // Scheduled messages cannot be received before they are due; cancel them. The others
+        // (locked, or arrived since) refuse cancelling and are received on the next pass.
+        let mut cancelled = 0;
+        for message in &left {
+            let Some(sequence_number) = message.delivery.sequence_number else {
+                continue;
+            };
+            match provider.cancel_scheduled(queue, sequence_number).await {
+                Ok(()) => cancelled += 1,
+                Err(error) if error.kind() == ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        if cancelled == left.len() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(queue_core::QueueError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "{queue} still holds {} message(s) after {PURGE_PATIENCE:?} of purging",
+                    left.len() - cancelled
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     drain(provider, queue, true).await
+}
+
+/// Receives and completes every message of every session, and clears their state.
+///
+/// A session-enabled queue cannot be peeked (Service Bus refuses a plain receiver on it), so
+/// what an earlier test left locked is found by waiting: once no session is free, one more
+/// accept waits past the longest session lock of the test queues.
+async fn empty_sessions(provider: &dyn QueueProvider, queue: &QueueName) -> Result<()> {
+    let quiet = Duration::from_millis(500);
+    let longest_lock = TEST_QUEUES
+        .iter()
+        .map(|queue| Duration::from_secs(u64::from(queue.lock_seconds)))
+        .max()
+        .unwrap_or_default();
+    loop {
+        let session = match provider.accept_next_session(queue, quiet).await? {
+            Some(session) => session,
+            None => match provider
+                .accept_next_session(queue, longest_lock + Duration::from_secs(1))
+                .await?
+            {
+                Some(session) => session,
+                None => return Ok(()),
+            },
+        };
+        loop {
+            let messages = session.receive(100, quiet).await?;
+            if messages.is_empty() {
+                break;
+            }
+            for message in &messages {
+                provider.complete(&message.receipt).await?;
+            }
+        }
+        session.set_state(None).await?;
+        session.close().await?;
+    }
 }
 
 async fn drain(provider: &dyn QueueProvider, queue: &QueueName, dead_letter: bool) -> Result<()> {

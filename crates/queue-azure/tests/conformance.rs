@@ -73,5 +73,10 @@ fn service_bus_passes_the_conformance_suite() {
         || tokio::task::block_in_place(|| connect(&config)),
         1,
     );
-    assert_eq!(skipped, SKIPPED_ON_SERVICE_BUS);
+    let expected: Vec<&str> = SKIPPED_ON_SERVICE_BUS
+        .iter()
+        .copied()
+        .filter(|name| queue_conformance::selected(name))
+        .collect();
+    assert_eq!(skipped, expected);
 }
