@@ -152,6 +152,13 @@ impl Connection {
             self.send_delivery(channel, local_handle, Some(&tag), lock.is_none(), &payload)?;
         sending.delivery_count = sending.delivery_count.wrapping_add(1);
         sending.credit = sending.credit.saturating_sub(1);
+        tracing::debug!(
+            delivery_id,
+            sequence_number = ?received.delivery.sequence_number,
+            lock_token = ?lock.map(|(token, _)| token),
+            credit_left = sending.credit,
+            "delivered"
+        );
         if let Some((token, _)) = lock {
             sending.unsettled.insert(
                 delivery_id,

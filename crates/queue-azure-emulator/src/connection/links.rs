@@ -828,6 +828,14 @@ impl Connection {
                     .wrapping_sub(sending.delivery_count);
                 sending.credit = if credit > i32::MAX as u32 { 0 } else { credit };
                 sending.drain = flow.drain;
+                tracing::debug!(
+                    link = %link.name,
+                    peer_delivery_count = peer_count,
+                    peer_credit = ?flow.link_credit,
+                    credit = sending.credit,
+                    drain = flow.drain,
+                    "flow"
+                );
                 while sending.credit > 0 {
                     let Some(reply) = sending.queued.pop_front() else {
                         break;

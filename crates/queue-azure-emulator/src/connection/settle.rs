@@ -70,6 +70,13 @@ impl Connection {
             let Some(unsettled) = sending.unsettled.remove(&id) else {
                 continue;
             };
+            tracing::debug!(
+                link = %link.name,
+                delivery_id = id,
+                state = ?disposition.state,
+                settled = disposition.settled,
+                "disposition"
+            );
             let Some(state) = &disposition.state else {
                 // Settled without an outcome: the lock stays until it expires.
                 continue;
