@@ -121,7 +121,7 @@ const PURGE_PATIENCE: Duration = Duration::from_secs(15);
 ///
 /// Messages an earlier test left locked (received and never settled) cannot be received until
 /// their lock passes: the purge keeps going until a peek shows the queue empty, or fails after
-/// [`PURGE_PATIENCE`] saying how many are left. Sessions are emptied as `empty_sessions` says.
+/// 15 s (`PURGE_PATIENCE`) saying how many are left. Sessions are emptied as `empty_sessions` says.
 pub async fn purge(provider: &dyn QueueProvider, queue: &QueueName, sessions: bool) -> Result<()> {
     if sessions {
         empty_sessions(provider, queue).await?;
