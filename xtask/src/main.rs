@@ -29,13 +29,15 @@ cargo xtask <command>
                           again with each provider feature alone; then checks that its
                           default features compile no cloud SDK
   test                    every test of the workspace (with a local moto SQS server and a
-                          Redis, installed from PyPI and Debian when missing), then
-                          the doctests, then the Service Bus judge (below); the Azure Service
-                          Bus suites too when QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING is
-                          set (else says so)
+                          Redis, installed from PyPI and Debian when missing, and our
+                          Service Bus emulator), the Azure Service Bus suites beside them
+                          (against the emulator, or the namespace of
+                          QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING when set), then the
+                          doctests, then the Service Bus judge (below)
   servicebus-judge        Microsoft's Python SDK (azure-servicebus, installed from PyPI into
                           .xtask/servicebus-venv) runs its scenario against our Service Bus
-                          emulator, which the xtask builds and starts on a free loopback port;
+                          emulator, which the xtask builds and starts on port 5672 of a free
+                          loopback address;
                           without Python it fails when CI=true, else says SKIPPED
   quickstart              run the quickstart and github_bot examples
   doc                     build the docs with warnings denied
@@ -43,7 +45,7 @@ cargo xtask <command>
   conformance --provider memory|sqs|azure
                           the conformance suite against one provider (sqs: against a
                           local moto server the xtask installs and starts; azure: against
-                          QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING, required)
+                          our emulator, or QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING when set)
   bench [criterion args]  the criterion benchmarks (short runs by default)
   fuzz [seconds]          fuzz the envelope's open/peek_header (nightly; default 60 s)
   help                    this text
@@ -227,20 +229,32 @@ fn execute(command: Command) -> Result<()> {
                 .iter()
                 .find(|(name, _, _)| *name == provider)
                 .context("provider checked while parsing")?;
-            // Only the SQS suite needs a server; the memory suite runs without one.
+            // The memory suite runs without a server; SQS runs on moto; Service Bus on the
+            // namespace of its variable when set, else on our emulator.
             let moto = (provider == "sqs")
                 .then(|| moto::MotoServer::start(&root))
                 .transpose()?;
-            let env: Vec<(&str, &str)> = moto.iter().flat_map(moto::MotoServer::test_env).collect();
+            let emulator = (provider == "azure" && !azure_configured())
+                .then(|| servicebus::ServiceBusEmulator::start(&root))
+                .transpose()?;
+            let mut env: Vec<(&str, &str)> =
+                moto.iter().flat_map(moto::MotoServer::test_env).collect();
+            env.extend(
+                emulator
+                    .iter()
+                    .map(|emulator| (AZURE_VARIABLE, emulator.connection_string())),
+            );
             let mut args = vec!["test", "-p", package, "--test", test, "--", "--nocapture"];
-            // The Azure suite is ignored unless asked for; here it is asked for (and fails
-            // without its variable, rather than passing without having run).
+            // The Azure suite is ignored in a plain run; here it is asked for.
             if provider == "azure" {
                 args.push("--include-ignored");
             }
             cargo(&root, &args, &env)
         }
-        Command::ServiceBusJudge => servicebus::judge(&root),
+        Command::ServiceBusJudge => {
+            let emulator = servicebus::ServiceBusEmulator::start(&root)?;
+            servicebus::judge(&root, &emulator)
+        }
         Command::Bench { args } => bench(&root, &args),
         Command::Fuzz { seconds } => fuzz(&root, seconds),
     }
@@ -351,54 +365,98 @@ fn check_default_build(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Every test, with a local SQS server (moto) and a Redis running for the tests that need them.
+/// Every test, with a local SQS server (moto), a Redis and our Service Bus emulator running for
+/// the tests that need them; then the doctests and the Service Bus judge.
 fn test(root: &Path) -> Result<()> {
     let moto = moto::MotoServer::start(root)?;
     let redis = redis::RedisServer::start(root)?;
+    let emulator = servicebus::ServiceBusEmulator::start(root)?;
     let servers: Vec<(&str, &str)> = moto
         .test_env()
         .into_iter()
         .chain(redis.test_env())
         .collect();
-    // Every feature, so the optional providers of the facade (`sqs`) are tested too.
-    cargo(
-        root,
-        &["test", "--workspace", "--all-targets", "--all-features"],
-        &servers,
-    )?;
+    // Every feature, so the optional providers of the facade (`sqs`) are tested too. Built
+    // first, so that the Service Bus suites can run beside the rest from the same build.
+    let all = ["test", "--workspace", "--all-targets", "--all-features"];
+    let binaries = run::cargo_build_tests(root, &all, &servers)?;
+    let namespace = std::env::var(AZURE_VARIABLE)
+        .ok()
+        .filter(|value| !value.trim().is_empty());
+    let service_bus = namespace
+        .as_deref()
+        .unwrap_or_else(|| emulator.connection_string());
+    if namespace.is_some() {
+        println!("the Azure Service Bus suites run against {AZURE_VARIABLE}, not the emulator");
+    }
+    std::thread::scope(|scope| {
+        // They mostly wait on locks and sleeps, one scenario at a time: beside the rest, they
+        // cost the run almost nothing.
+        let azure = scope.spawn(|| azure_live_tests(root, &binaries, service_bus));
+        let rest = cargo(root, &all, &servers);
+        let azure = azure
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the Service Bus suites' thread panicked")));
+        rest.and(azure)
+    })?;
     cargo(
         root,
         &["test", "--workspace", "--doc", "--all-features"],
         &[],
     )?;
-    servicebus::judge(root)?;
-    if !azure_configured() {
-        println!(
-            "SKIPPED: the Azure Service Bus suites ({}): {AZURE_VARIABLE} is not set, so nothing \
-             ran against Service Bus (they show as ignored above, never as passed)",
-            AZURE_LIVE_TESTS
-                .iter()
-                .map(|(package, test)| format!("{package} --test {test}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        return Ok(());
-    }
+    servicebus::judge(root, &emulator)
+}
+
+/// The Service Bus suites (`#[ignore]`d in a plain run, so that they never count as passed
+/// without a broker) against `connection_string`, run from the executables of the workspace
+/// build (`binaries`), one after the other; their output is kept in
+/// `.xtask/servicebus-tests.log` and printed when they are done.
+fn azure_live_tests(
+    root: &Path,
+    binaries: &[run::TestBinary],
+    connection_string: &str,
+) -> Result<()> {
+    let log = xtask_dir(root).join("servicebus-tests.log");
+    let mut failures = Vec::new();
+    let mut output = String::new();
+    // The tests share the fixed test queues: one at a time.
+    let args = ["--ignored", "--nocapture", "--test-threads=1"];
     for (package, test) in AZURE_LIVE_TESTS {
-        cargo(
-            root,
-            &[
-                "test",
-                "-p",
-                package,
-                "--test",
-                test,
-                "--all-features",
-                "--",
-                "--include-ignored",
-            ],
-            &[],
-        )?;
+        let name = format!("{package} --test {test}");
+        let Some(binary) = binaries
+            .iter()
+            .find(|binary| binary.package == *package && binary.target == *test)
+        else {
+            output.push_str(&format!("{name}: not among the built tests\n"));
+            failures.push(name);
+            continue;
+        };
+        let started = Instant::now();
+        let result = run::captured(
+            &binary.dir,
+            &binary.program,
+            &args,
+            &[(AZURE_VARIABLE, connection_string)],
+        );
+        let took = started.elapsed();
+        let (passed, text) = result.unwrap_or_else(|error| (false, format!("{error:#}")));
+        output.push_str(&format!(
+            "$ {} {} ({name}: {}; {took:.0?})\n{text}\n",
+            binary.program.display(),
+            args.join(" "),
+            if passed { "passed" } else { "FAILED" }
+        ));
+        if !passed {
+            failures.push(name);
+        }
+    }
+    std::fs::write(&log, &output).with_context(|| format!("cannot write {}", log.display()))?;
+    println!(
+        "--- the Service Bus suites (log: {}) ---\n{output}",
+        log.display()
+    );
+    if !failures.is_empty() {
+        bail!("Service Bus suites failed: {}", failures.join(", "));
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! `.xtask/servicebus-venv` the first time, and runs `judge/scenario.py` against it.
 
 use std::fs::File;
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,8 +29,10 @@ pub(crate) struct ServiceBusEmulator {
 }
 
 impl ServiceBusEmulator {
-    /// Builds the emulator and starts it on a free loopback port with `entities`.
-    pub(crate) fn start(root: &Path, entities: &Path) -> Result<ServiceBusEmulator> {
+    /// Builds the emulator and starts it with every entity the judge and the Azure suites use
+    /// (`judge/entities.toml` and `crates/queue-azure/emulator-entities.toml`, written together
+    /// into `.xtask/servicebus-entities.toml`), on port 5672 of a free loopback address.
+    pub(crate) fn start(root: &Path) -> Result<ServiceBusEmulator> {
         crate::run::cargo(
             root,
             &[
@@ -45,27 +48,32 @@ impl ServiceBusEmulator {
         let binary = crate::run::target_directory(root)?
             .join("debug")
             .join("queue-azure-emulator");
+        let entities = entities_file(root)?;
         let log_path = crate::xtask_dir(root).join("servicebus-emulator.log");
         let log = File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let entities_text = entities
             .to_str()
             .context("the workspace path is not UTF-8")?;
+        let address = free_loopback_address()?.to_string();
+        let port = AMQP_PORT.to_string();
+        let args = [
+            "--config",
+            entities_text,
+            "--bind",
+            &address,
+            "--port",
+            &port,
+            "--verbose",
+        ];
         println!(
-            "$ {} --config {entities_text} --bind 127.0.0.1 --port 0 --verbose  (log: {})",
+            "$ {} {}  (log: {})",
             binary.display(),
+            args.join(" "),
             log_path.display()
         );
         let child = Command::new(&binary)
-            .args([
-                "--config",
-                entities_text,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--verbose",
-            ])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("cannot share the emulator log")?)
             .stderr(log)
@@ -79,10 +87,10 @@ impl ServiceBusEmulator {
         Ok(emulator)
     }
 
-    /// The variable that points a test (or the judge) at this emulator, with its connection
-    /// string (`Endpoint=sb://127.0.0.1:<port>;...;UseDevelopmentEmulator=true`).
-    pub(crate) fn test_env(&self) -> (&'static str, &str) {
-        (CONNECTION_STRING_VARIABLE, &self.connection_string)
+    /// The connection string of this emulator
+    /// (`Endpoint=sb://127.x.y.z:5672;...;UseDevelopmentEmulator=true`).
+    pub(crate) fn connection_string(&self) -> &str {
+        &self.connection_string
     }
 
     /// Waits for the `ready` line the emulator prints once it accepts connections, and reads
@@ -123,14 +131,55 @@ impl Drop for ServiceBusEmulator {
     }
 }
 
+/// The AMQP port. azservicebus 0.25 drops the port of a connection string's endpoint and always
+/// dials 5672 (`build_connection_resource` sets it to none), so the emulator must listen there.
+const AMQP_PORT: u16 = 5672;
+
+/// A loopback address whose port 5672 is free. All of 127.0.0.0/8 is loopback on Linux, so each
+/// run (and each engineer's run on a shared machine) takes an address of its own rather than
+/// fighting over 127.0.0.1:5672.
+fn free_loopback_address() -> Result<Ipv4Addr> {
+    let seed = std::process::id();
+    for attempt in 0..64u32 {
+        let value = seed
+            .wrapping_mul(2_654_435_761)
+            .wrapping_add(attempt.wrapping_mul(40_503));
+        let [_, b, c, d] = value.to_be_bytes();
+        let address = Ipv4Addr::new(127, b, c, d.max(2));
+        if TcpListener::bind((address, AMQP_PORT)).is_ok() {
+            return Ok(address);
+        }
+    }
+    bail!("no loopback address with a free port {AMQP_PORT} found in 64 attempts")
+}
+
+/// Every entity of the judge and of the Azure suites in one file, so one emulator serves both.
+fn entities_file(root: &Path) -> Result<PathBuf> {
+    let sources = [
+        root.join(CRATE).join("judge").join("entities.toml"),
+        root.join("crates/queue-azure/emulator-entities.toml"),
+    ];
+    let mut text = String::new();
+    for source in &sources {
+        text.push_str(
+            &std::fs::read_to_string(source)
+                .with_context(|| format!("cannot read {}", source.display()))?,
+        );
+        text.push('\n');
+    }
+    let path = crate::xtask_dir(root).join("servicebus-entities.toml");
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
 /// Whether CI runs us: there, a judge that cannot run fails instead of skipping.
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
 }
 
-/// Runs Microsoft's Python SDK scenario against a fresh emulator. Without Python (or its venv
-/// module) it fails in CI and says SKIPPED elsewhere.
-pub(crate) fn judge(root: &Path) -> Result<()> {
+/// Runs Microsoft's Python SDK scenario against `emulator`. Without Python (or its venv module)
+/// it fails in CI and says SKIPPED elsewhere.
+pub(crate) fn judge(root: &Path, emulator: &ServiceBusEmulator) -> Result<()> {
     if let Err(reason) = crate::python::available() {
         if in_ci() {
             bail!("the Service Bus judge needs Python with venv, and CI=true: {reason}");
@@ -142,17 +191,18 @@ pub(crate) fn judge(root: &Path) -> Result<()> {
         return Ok(());
     }
     let venv = crate::python::venv(root, "servicebus-venv", AZURE_SERVICEBUS)?;
-    let crate_dir = root.join(CRATE);
-    let emulator = ServiceBusEmulator::start(root, &crate_dir.join("judge").join("entities.toml"))?;
     let python = venv.join("bin").join("python");
-    let scenario: PathBuf = crate_dir.join("judge").join("scenario.py");
+    let scenario: PathBuf = root.join(CRATE).join("judge").join("scenario.py");
     crate::run::run(
         root,
         python.to_str().context("the workspace path is not UTF-8")?,
         &[scenario
             .to_str()
             .context("the workspace path is not UTF-8")?],
-        &[emulator.test_env(), ("PYTHONDONTWRITEBYTECODE", "1")],
+        &[
+            (CONNECTION_STRING_VARIABLE, emulator.connection_string()),
+            ("PYTHONDONTWRITEBYTECODE", "1"),
+        ],
     )
     .context("Microsoft's Python SDK failed against the emulator (the steps above say which)")
 }
