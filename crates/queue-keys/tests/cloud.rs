@@ -354,8 +354,19 @@ async fn a_kms_wrapped_keyset_in_a_file_holds_no_key_and_rotates() {
     // Material survives the round trips unchanged.
     let read = keys.read_document().await.unwrap();
     assert_eq!(
-        read.keyset().get("k1").unwrap().material().expose(),
-        created.keyset().get("k1").unwrap().material().expose()
+        read.keyset()
+            .unwrap()
+            .get("k1")
+            .unwrap()
+            .material()
+            .expose(),
+        created
+            .keyset()
+            .unwrap()
+            .get("k1")
+            .unwrap()
+            .material()
+            .expose()
     );
 
     // Moving to another KMS key.

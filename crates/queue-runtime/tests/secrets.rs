@@ -72,7 +72,15 @@ async fn no_secret_appears_in_logs_or_debug_output() {
         &path,
         format!(
             "{{\"version\": \"{}\"",
-            STANDARD.encode(document.keyset().primary().unwrap().material().expose())
+            STANDARD.encode(
+                document
+                    .keyset()
+                    .unwrap()
+                    .primary()
+                    .unwrap()
+                    .material()
+                    .expose()
+            )
         ),
     )
     .unwrap();
