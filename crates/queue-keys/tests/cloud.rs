@@ -55,8 +55,31 @@ fn id(text: &str) -> KeyId {
     KeyId::new(text).unwrap()
 }
 
-fn ids(keyset: &Keyset) -> Vec<(String, KeyState)> {
-    keyset
+/// What holds a shared keyset: the keyset itself, or the keys a source hands out.
+trait SharedKeys {
+    fn shared_keyset(&self) -> &Keyset;
+}
+
+impl SharedKeys for Keyset {
+    fn shared_keyset(&self) -> &Keyset {
+        self
+    }
+}
+
+impl SharedKeys for queue_keys::Keys {
+    fn shared_keyset(&self) -> &Keyset {
+        self.shared().unwrap()
+    }
+}
+
+impl<T: SharedKeys> SharedKeys for Arc<T> {
+    fn shared_keyset(&self) -> &Keyset {
+        (**self).shared_keyset()
+    }
+}
+
+fn ids(keys: &impl SharedKeys) -> Vec<(String, KeyState)> {
+    keys.shared_keyset()
         .keys()
         .map(|key| (key.id().to_string(), key.state()))
         .collect()

@@ -8,7 +8,9 @@ use queue_keys::{EnvKeys, FileKeys, KeyRing, KeyRingOptions, KeySource};
 use serde::Deserialize;
 
 use super::{ConfigError, Secret};
-use crate::security::{InProcessReplayStore, QueuePolicy, ReplayFailure, Security, UnsealedPolicy};
+use crate::security::{
+    InProcessReplayStore, QueuePolicy, ReplayFailure, SealMode, Security, UnsealedPolicy,
+};
 
 /// The variable that holds the Redis URL of a shared replay store, unless `redis_url_env`
 /// names another (the URL may hold a password, so it is never in the file).
@@ -22,6 +24,10 @@ pub struct SecuritySettings {
     pub keys: KeySourceSettings,
     /// How often the key source is read again.
     pub refresh_interval: Duration,
+    /// This process only produces (`role = "producer"`): keys holding a recipient private key
+    /// are refused, at startup and on every refresh, so it can never open a message of a
+    /// public-key queue.
+    pub producer_only: bool,
     /// Where the replay guard keeps its claims and completed ids.
     pub replay_store: ReplayStoreSettings,
     /// The policy of queues without their own.
@@ -112,6 +118,7 @@ impl SecuritySettings {
         SecuritySettings {
             keys,
             refresh_interval: KeyRingOptions::default().refresh_interval,
+            producer_only: false,
             replay_store: ReplayStoreSettings::InProcess {
                 capacity: crate::security::DEFAULT_REPLAY_CAPACITY,
             },
@@ -127,13 +134,13 @@ impl SecuritySettings {
         let (source, checked, path): (Arc<dyn KeySource>, _, _) = match &self.keys {
             KeySourceSettings::File(file) => {
                 let source = FileKeys::new(file);
-                let checked = source.read().map(drop);
-                (Arc::new(source), checked, "security.key_file")
+                let checked = source.read();
+                (Arc::new(source), Some(checked), "security.key_file")
             }
             KeySourceSettings::Env(variable) => {
                 let source = EnvKeys::new(variable);
-                let checked = source.read().map(drop);
-                (Arc::new(source), checked, "security.key_env")
+                let checked = source.read();
+                (Arc::new(source), Some(checked), "security.key_env")
             }
             #[cfg(any(
                 feature = "aws-secrets-manager",
@@ -142,13 +149,19 @@ impl SecuritySettings {
             ))]
             cloud => {
                 let (source, path) = super::key_sources::connect(cloud).await?;
-                (source, Ok(()), path)
+                (source, None, path)
             }
         };
-        checked.map_err(|error| ConfigError::single(path, error.to_string()))?;
+        let problem = |reason: String| ConfigError::single(path, reason);
+        if let Some(checked) = checked {
+            let keys = checked.map_err(|error| problem(error.to_string()))?;
+            self.check_keys(&keys).map_err(problem)?;
+        }
         let ring = KeyRing::with_options(
             source,
-            KeyRingOptions::default().with_refresh_interval(self.refresh_interval),
+            KeyRingOptions::default()
+                .with_refresh_interval(self.refresh_interval)
+                .with_producer_only(self.producer_only),
         );
         let mut security = Security::new(ring)
             .with_default_policy(self.default_policy)
@@ -157,6 +170,31 @@ impl SecuritySettings {
             security = security.with_queue_policy(queue.clone(), *policy);
         }
         Ok(security)
+    }
+
+    /// Whether `keys` serve a producer-only process: no recipient private key, and producer
+    /// keys when one of its queues seals with public keys. (A process that also consumes may
+    /// hold consumer keys alone: it may never send.)
+    fn check_keys(&self, keys: &queue_keys::Keys) -> Result<(), String> {
+        if !self.producer_only {
+            return Ok(());
+        }
+        if keys.has_recipient_private_key() {
+            return Err(
+                "the keys hold a recipient private key, and role = \"producer\": a producer \
+                 must not be able to open messages (give it the public half)"
+                    .to_owned(),
+            );
+        }
+        let seals_public = std::iter::once(&self.default_policy)
+            .chain(self.queues.iter().map(|(_, policy)| policy))
+            .any(|policy| policy.seal && policy.mode == SealMode::PublicKey);
+        if seals_public && keys.producer().is_none() {
+            return Err("role = \"producer\" with public-key queues needs \
+                        recipient_public_keys and signing_keys in the keys"
+                .to_owned());
+        }
+        Ok(())
     }
 
     async fn replay_store(
@@ -204,6 +242,8 @@ pub(super) struct SecuritySection {
     pub(super) key_wrapping: Option<String>,
     #[serde(default, with = "humantime_serde")]
     refresh_interval: Option<Duration>,
+    /// `producer`: this process only sends (its keys may hold no recipient private key).
+    role: Option<String>,
     replay_capacity: Option<u64>,
     /// `in-process` (the default) or `redis`.
     replay_store: Option<String>,
@@ -211,6 +251,7 @@ pub(super) struct SecuritySection {
     redis_prefix: Option<String>,
     // The default policy's fields (serde's `flatten` would defeat `deny_unknown_fields`).
     seal: Option<bool>,
+    mode: Option<SealMode>,
     unsealed: Option<UnsealedPolicy>,
     #[serde(default, with = "humantime_serde")]
     freshness_window: Option<Duration>,
@@ -224,6 +265,7 @@ pub(super) struct SecuritySection {
 /// The fields of one policy, as the section or a queue of it sets them.
 struct PolicyFields {
     seal: Option<bool>,
+    mode: Option<SealMode>,
     unsealed: Option<UnsealedPolicy>,
     freshness_window: Option<Duration>,
     clock_skew: Option<Duration>,
@@ -235,6 +277,7 @@ struct PolicyFields {
 struct QueuePolicySection {
     name: String,
     seal: Option<bool>,
+    mode: Option<SealMode>,
     unsealed: Option<UnsealedPolicy>,
     #[serde(default, with = "humantime_serde")]
     freshness_window: Option<Duration>,
@@ -252,6 +295,17 @@ impl SecuritySection {
     ) -> Option<SecuritySettings> {
         let raw = self;
         let keys = raw.key_source(problems, env);
+        let producer_only = match raw.role.as_deref() {
+            None | Some("any") => false,
+            Some("producer") => true,
+            Some(other) => {
+                problems.push(
+                    "security.role",
+                    format!("{other:?}: expected \"producer\" or \"any\""),
+                );
+                false
+            }
+        };
         if raw
             .refresh_interval
             .is_some_and(|interval| interval < Duration::from_millis(100))
@@ -301,6 +355,7 @@ impl SecuritySection {
             QueuePolicy::default(),
             PolicyFields {
                 seal: raw.seal,
+                mode: raw.mode,
                 unsealed: raw.unsealed,
                 freshness_window: raw.freshness_window,
                 clock_skew: raw.clock_skew,
@@ -323,6 +378,7 @@ impl SecuritySection {
                 default_policy,
                 PolicyFields {
                     seal: queue.seal,
+                    mode: queue.mode,
                     unsealed: queue.unsealed,
                     freshness_window: queue.freshness_window,
                     clock_skew: queue.clock_skew,
@@ -341,6 +397,7 @@ impl SecuritySection {
         // Every field is checked above, with or without a key source; settings need one.
         let mut settings = SecuritySettings::new(keys?);
         settings.refresh_interval = raw.refresh_interval.unwrap_or(settings.refresh_interval);
+        settings.producer_only = producer_only;
         settings.replay_store = replay_store?;
         settings.default_policy = default_policy;
         settings.queues = queues;
@@ -358,6 +415,9 @@ fn policy_from(
     let mut policy = base;
     if let Some(seal) = fields.seal {
         policy = policy.with_seal(seal);
+    }
+    if let Some(mode) = fields.mode {
+        policy = policy.with_mode(mode);
     }
     if let Some(unsealed) = fields.unsealed {
         policy = policy.with_unsealed(unsealed);
