@@ -37,7 +37,7 @@ cargo xtask <command>
                           .xtask/servicebus-venv) runs its scenario against our Service Bus
                           emulator, which the xtask builds and starts on a free loopback port;
                           without Python it fails when CI=true, else says SKIPPED
-  quickstart              run the quickstart and github_bot examples
+  quickstart              run the quickstart, github_bot and public_keys examples
   doc                     build the docs with warnings denied
   deny                    cargo deny: licenses, bans, sources, advisories (offline snapshot)
   conformance --provider memory|sqs|azure
@@ -406,7 +406,9 @@ fn test(root: &Path) -> Result<()> {
 fn quickstart(root: &Path) -> Result<()> {
     cargo(root, &["run", "--example", "quickstart"], &[])?;
     // The secure path end to end: webhook check, sealing, sessions, refused attacks.
-    cargo(root, &["run", "--example", "github_bot"], &[])
+    cargo(root, &["run", "--example", "github_bot"], &[])?;
+    // Public-key mode: a producer and a consumer from two configuration files.
+    cargo(root, &["run", "--example", "public_keys"], &[])
 }
 
 fn doc(root: &Path) -> Result<()> {
