@@ -405,3 +405,66 @@ async fn recipient_and_sender_keys_rotate_in_three_steps_through_key_files() {
         ["rejected: key"]
     );
 }
+
+/// A consumer of two public-key queues gives each its own trust list: the producer trusted on
+/// `events` is refused on `audit`, whose only trusted producer is another.
+#[tokio::test(start_paused = true)]
+async fn each_queue_can_have_its_own_trust_list() {
+    let broker = broker();
+    let (events_consumer, events_producer) = documents(Kem::default(), "events-producer");
+    let (audit_consumer, audit_producer) = documents(Kem::default(), "audit-producer");
+    let ring = |document: &KeysetDocument| {
+        KeyRing::new(Arc::new(StaticKeys::new(document.to_keys("test").unwrap())))
+    };
+    let consumer = client_with(
+        &broker,
+        Security::new(ring(&events_consumer))
+            .with_queue_keys(queue("audit"), ring(&audit_consumer))
+            .with_queue_policy(queue("events"), public_policy())
+            .with_queue_policy(queue("audit"), public_policy()),
+    );
+    let events_side = client_with(&broker, security(&events_producer, true));
+    let audit_side = client_with(
+        &broker,
+        security(&audit_producer, true).with_queue_policy(queue("audit"), public_policy()),
+    );
+    events_side
+        .send(&queue("events"), event("to events"))
+        .await
+        .unwrap();
+    audit_side
+        .send(&queue("audit"), event("to audit"))
+        .await
+        .unwrap();
+    assert_eq!(drain(&consumer, "events").await.len(), 1);
+    assert_eq!(drain(&consumer, "audit").await.len(), 1);
+
+    // The events producer seals to the audit queue's recipient key (public keys are not
+    // secret) and signs with its own key: it is not on the audit queue's trust list.
+    let audit_recipient = audit_consumer.to_keys("a").unwrap();
+    let audit_public = audit_recipient
+        .consumer()
+        .unwrap()
+        .primary_key_pair()
+        .unwrap()
+        .public_key();
+    let events_keys = events_producer.to_keys("e").unwrap();
+    let events_signer = events_keys.producer().unwrap().primary_signer().unwrap();
+    let signer = SenderSigningKey::from_seed(
+        events_signer.id().clone(),
+        events_signer.expose_seed(),
+        KeyState::Primary,
+    )
+    .unwrap();
+    let producer_keys = public::ProducerKeyset::new([audit_public], [signer]).unwrap();
+    let message = event("crossing over");
+    let context = Context::new("audit")
+        .with_message_id(message.message_id().as_str())
+        .with_content_type("application/json")
+        .with_property("tenant", "acme");
+    let envelope = public::seal(&producer_keys, message.body(), &context).unwrap();
+    let mut crossed = message.clone();
+    crossed.set_body(envelope);
+    broker.send(&queue("audit"), crossed).await.unwrap();
+    assert_all_refused(&consumer, &broker, "audit", &["rejected: authentication"]).await;
+}

@@ -100,6 +100,8 @@
 //! [[security.queues]]
 //! name = "payments"
 //! mode = "public_key"
+//! key_file = "/etc/queue-runtime/payments-keys.json"  # optional: this queue's own keys (its
+//!                                             # recipient key and trust list), or key_env
 //! ```
 //!
 //! Environment variables (they override the file):
@@ -765,6 +767,38 @@ mod tests {
             crate::security::SealMode::PublicKey
         );
         security.build().await.unwrap();
+
+        // A queue with keys of its own: read at startup, refused there too when they could
+        // open, and named by their place in the file.
+        let config = ClientConfig::from_toml_str(&format!(
+            r#"
+            [security]
+            key_file = "{}"
+            role = "producer"
+            [[security.queues]]
+            name = "audit"
+            [[security.queues]]
+            name = "payments"
+            mode = "public_key"
+            key_file = "{}"
+            "#,
+            producer_file.display(),
+            consumer_file.display()
+        ))
+        .unwrap();
+        let security = config.security.unwrap();
+        assert_eq!(
+            security.queue_keys,
+            [(
+                queue_core::QueueName::new("payments").unwrap(),
+                KeySourceSettings::File(consumer_file.clone())
+            )]
+        );
+        let error = security.build().await.unwrap_err();
+        assert!(
+            error.to_string().contains("security.queues[1].key_file"),
+            "{error}"
+        );
 
         // The consumer's file, named by a producer's configuration: refused at startup.
         let config = ClientConfig::from_toml_str(&text(&consumer_file)).unwrap();

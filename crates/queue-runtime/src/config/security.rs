@@ -34,6 +34,9 @@ pub struct SecuritySettings {
     pub default_policy: QueuePolicy,
     /// Queues with their own policy.
     pub queues: Vec<(queue_core::QueueName, QueuePolicy)>,
+    /// Queues with their own keys (`key_file` or `key_env` in `[[security.queues]]`): their own
+    /// recipient key and trust list, so a producer trusted on one queue cannot send to another.
+    pub queue_keys: Vec<(queue_core::QueueName, KeySourceSettings)>,
 }
 
 /// Where the replay guard keeps what it knows.
@@ -124,23 +127,45 @@ impl SecuritySettings {
             },
             default_policy: QueuePolicy::default(),
             queues: Vec::new(),
+            queue_keys: Vec::new(),
         }
     }
 
     /// Checks that the key source holds a valid keyset now, connects the replay store, and
     /// builds the client's [`Security`].
     pub async fn build(&self) -> Result<Security, queue_core::QueueError> {
-        // Read once now, so a missing or invalid keyset fails at startup with its path.
-        let (source, checked, path): (Arc<dyn KeySource>, _, _) = match &self.keys {
+        let ring = self.key_ring(&self.keys, None).await?;
+        let mut security = Security::new(ring)
+            .with_default_policy(self.default_policy)
+            .with_replay_store(self.replay_store().await?);
+        for (queue, policy) in &self.queues {
+            security = security.with_queue_policy(queue.clone(), *policy);
+        }
+        for (index, (queue, keys)) in self.queue_keys.iter().enumerate() {
+            let ring = self.key_ring(keys, Some(index)).await?;
+            security = security.with_queue_keys(queue.clone(), ring);
+        }
+        Ok(security)
+    }
+
+    /// The key ring over `keys`, read once now so that a missing or invalid keyset fails at
+    /// startup with its path (`security.key_file`, or `security.queues[i]...` for the keys of
+    /// the `index`th queue with keys of its own).
+    async fn key_ring(
+        &self,
+        keys: &KeySourceSettings,
+        index: Option<usize>,
+    ) -> Result<KeyRing, queue_core::QueueError> {
+        let (source, checked, field): (Arc<dyn KeySource>, _, _) = match keys {
             KeySourceSettings::File(file) => {
                 let source = FileKeys::new(file);
                 let checked = source.read();
-                (Arc::new(source), Some(checked), "security.key_file")
+                (Arc::new(source), Some(checked), "key_file")
             }
             KeySourceSettings::Env(variable) => {
                 let source = EnvKeys::new(variable);
                 let checked = source.read();
-                (Arc::new(source), Some(checked), "security.key_env")
+                (Arc::new(source), Some(checked), "key_env")
             }
             #[cfg(any(
                 feature = "aws-secrets-manager",
@@ -149,27 +174,39 @@ impl SecuritySettings {
             ))]
             cloud => {
                 let (source, path) = super::key_sources::connect(cloud).await?;
-                (source, None, path)
+                let field = path.strip_prefix("security.").unwrap_or(path);
+                (source, None, field)
             }
         };
-        let problem = |reason: String| ConfigError::single(path, reason);
+        let path = match index {
+            None => format!("security.{field}"),
+            Some(index) => format!(
+                "security.queues[{}].{field}",
+                self.queue_keys_section(index)
+            ),
+        };
+        let problem = |reason: String| ConfigError::single(path.clone(), reason);
         if let Some(checked) = checked {
             let keys = checked.map_err(|error| problem(error.to_string()))?;
             self.check_keys(&keys).map_err(problem)?;
         }
-        let ring = KeyRing::with_options(
+        Ok(KeyRing::with_options(
             source,
             KeyRingOptions::default()
                 .with_refresh_interval(self.refresh_interval)
                 .with_producer_only(self.producer_only),
-        );
-        let mut security = Security::new(ring)
-            .with_default_policy(self.default_policy)
-            .with_replay_store(self.replay_store().await?);
-        for (queue, policy) in &self.queues {
-            security = security.with_queue_policy(queue.clone(), *policy);
-        }
-        Ok(security)
+        ))
+    }
+
+    /// Where the `index`th queue with keys of its own is in `security.queues`.
+    fn queue_keys_section(&self, index: usize) -> usize {
+        let Some((queue, _)) = self.queue_keys.get(index) else {
+            return index;
+        };
+        self.queues
+            .iter()
+            .position(|(name, _)| name == queue)
+            .unwrap_or(index)
     }
 
     /// Whether `keys` serve a producer-only process: no recipient private key, and producer
@@ -284,6 +321,9 @@ struct QueuePolicySection {
     #[serde(default, with = "humantime_serde")]
     clock_skew: Option<Duration>,
     replay_unavailable: Option<ReplayFailure>,
+    /// This queue's own keys (a file, or a variable), instead of the section's.
+    key_file: Option<String>,
+    key_env: Option<String>,
 }
 
 impl SecuritySection {
@@ -365,6 +405,7 @@ impl SecuritySection {
             problems,
         );
         let mut queues = Vec::new();
+        let mut queue_keys = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (index, queue) in raw.queues.into_iter().enumerate() {
             let path = format!("security.queues[{index}]");
@@ -387,8 +428,25 @@ impl SecuritySection {
                 &path,
                 problems,
             );
+            let own_keys = match (queue.key_file, queue.key_env) {
+                (Some(_), Some(_)) => {
+                    problems.push(
+                        path.clone(),
+                        "set one of key_file and key_env for a queue's own keys",
+                    );
+                    None
+                }
+                (Some(file), None) => Some(KeySourceSettings::File(file.into())),
+                (None, Some(variable)) => Some(KeySourceSettings::Env(variable)),
+                (None, None) => None,
+            };
             match queue_core::QueueName::new(&queue.name) {
-                Ok(name) => queues.push((name, policy)),
+                Ok(name) => {
+                    if let Some(keys) = own_keys {
+                        queue_keys.push((name.clone(), keys));
+                    }
+                    queues.push((name, policy));
+                }
                 Err(error) => {
                     problems.push(format!("{path}.name"), error.message().to_owned());
                 }
@@ -401,6 +459,7 @@ impl SecuritySection {
         settings.replay_store = replay_store?;
         settings.default_policy = default_policy;
         settings.queues = queues;
+        settings.queue_keys = queue_keys;
         Some(settings)
     }
 }

@@ -64,6 +64,8 @@ pub use replay::{RedisReplayStore, RedisStoreOptions};
 /// ```
 pub struct Security {
     keys: Arc<KeyRing>,
+    /// Queues with keys of their own (their own recipient key and trust list, or shared key).
+    queue_keys: HashMap<QueueName, Arc<KeyRing>>,
     sealer: Sealer,
     /// Seals the public-key envelopes of queues in [`SealMode::PublicKey`].
     public_sealer: public::Sealer,
@@ -83,6 +85,7 @@ impl fmt::Debug for Security {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Security")
             .field("keys", &self.keys)
+            .field("queue_keys", &self.queue_keys)
             .field("suite", &self.sealer.suite())
             .field("default_policy", &self.default_policy)
             .field("policies", &self.policies)
@@ -96,6 +99,7 @@ impl Security {
     pub fn new(keys: impl Into<Arc<KeyRing>>) -> Self {
         Security {
             keys: keys.into(),
+            queue_keys: HashMap::new(),
             sealer: Sealer::new(),
             public_sealer: public::Sealer::new(),
             clock: Arc::new(SystemClock),
@@ -124,6 +128,16 @@ impl Security {
     #[must_use]
     pub fn with_queue_policy(mut self, queue: QueueName, policy: QueuePolicy) -> Self {
         self.policies.insert(queue, policy);
+        self
+    }
+
+    /// Keys for one queue instead of the client's: its own recipient key pair and trust list
+    /// (public-key mode), its own producer keys, or its own shared key. A consumer of several
+    /// public-key queues gives each its own trust list this way, so that a producer trusted on
+    /// one queue cannot send to another.
+    #[must_use]
+    pub fn with_queue_keys(mut self, queue: QueueName, keys: impl Into<Arc<KeyRing>>) -> Self {
+        self.queue_keys.insert(queue, keys.into());
         self
     }
 
@@ -167,6 +181,11 @@ impl Security {
         &self.keys
     }
 
+    /// The key ring that serves `queue`: its own, or the client's.
+    pub fn keys_for(&self, queue: &QueueName) -> &Arc<KeyRing> {
+        self.queue_keys.get(queue).unwrap_or(&self.keys)
+    }
+
     /// The policy that applies to `queue`.
     pub fn policy(&self, queue: &QueueName) -> &QueuePolicy {
         self.policies.get(queue).unwrap_or(&self.default_policy)
@@ -193,7 +212,7 @@ impl Security {
         let (sealed, key_id, sender_key_id) = match policy.mode {
             SealMode::SharedKey => {
                 let keyset = self
-                    .keys
+                    .keys_for(queue)
                     .keyset()
                     .await
                     .map_err(|error| key_error(&error))?;
@@ -209,14 +228,18 @@ impl Security {
                 (sealed, key_id, None)
             }
             SealMode::PublicKey => {
-                let keys = self.keys.keys().await.map_err(|error| key_error(&error))?;
+                let keys = self
+                    .keys_for(queue)
+                    .keys()
+                    .await
+                    .map_err(|error| key_error(&error))?;
                 let producer = keys.producer().ok_or_else(|| {
                     QueueError::new(
                         ErrorKind::Config,
                         format!(
                             "queue {queue} seals with public keys, but the keys of {} hold no \
                              recipient public key and signing key",
-                            self.keys.source_name()
+                            self.keys_for(queue).source_name()
                         ),
                     )
                 })?;
@@ -293,7 +316,7 @@ impl Security {
         }
         let context = context_of(queue, &received.message);
         let started = Instant::now();
-        let opened = match self.open(received.body(), &context).await {
+        let opened = match self.open(queue, received.body(), &context).await {
             Ok(opened) => opened,
             Err(error) => {
                 return match refusal_of(&error) {
@@ -416,11 +439,13 @@ impl Security {
     /// envelope opened by the wrong version's `open` is refused all the same).
     async fn open(
         &self,
+        queue: &QueueName,
         envelope: &[u8],
         context: &Context<'_>,
     ) -> Result<Authenticated, KeyError> {
+        let keys = self.keys_for(queue);
         if envelope_version(envelope) == Some(public::VERSION) {
-            let opened = self.keys.open_public(envelope, context).await?;
+            let opened = keys.open_public(envelope, context).await?;
             Ok(Authenticated {
                 key_id: opened.recipient_key_id().to_string(),
                 sender_key_id: Some(opened.sender_key_id().to_string()),
@@ -430,7 +455,7 @@ impl Security {
                 plaintext: opened.into_plaintext(),
             })
         } else {
-            let opened = self.keys.open(envelope, context).await?;
+            let opened = keys.open(envelope, context).await?;
             Ok(Authenticated {
                 key_id: opened.key_id().to_string(),
                 sender_key_id: None,
@@ -496,7 +521,7 @@ impl Security {
             return;
         }
         let context = context_of(queue, message);
-        if let Ok(opened) = self.open(message.body(), &context).await {
+        if let Ok(opened) = self.open(queue, message.body(), &context).await {
             hand_over(opened, message, delivery);
         }
     }
