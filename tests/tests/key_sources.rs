@@ -91,7 +91,10 @@ async fn cloud_key_sources_through_the_facade_leak_nothing() {
         .await
         .unwrap();
     let keyset = ring.refresh().await.unwrap();
-    assert_eq!(keyset.primary().unwrap().id().as_str(), "k-new");
+    assert_eq!(
+        keyset.shared().unwrap().primary().unwrap().id().as_str(),
+        "k-new"
+    );
     client.send(&events, Message::new("second")).await.unwrap();
     assert_eq!(drain(&client, "events").await.len(), 2);
 
@@ -99,7 +102,10 @@ async fn cloud_key_sources_through_the_facade_leak_nothing() {
     let plain = KeysetDocument::generate(KeyId::new("k-plain").unwrap()).unwrap();
     secret.write(&plain.to_json().unwrap()).await.unwrap();
     let kept = ring.refresh().await.unwrap();
-    assert_eq!(kept.primary().unwrap().id().as_str(), "k-new");
+    assert_eq!(
+        kept.shared().unwrap().primary().unwrap().id().as_str(),
+        "k-new"
+    );
     client.send(&events, Message::new("third")).await.unwrap();
     assert_eq!(drain(&client, "events").await.len(), 1);
 

@@ -397,3 +397,117 @@ async fn from_env_builds_an_sqs_client() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Public-key mode over SQS (issue 20): the producer's orders open for the consumer, signed by
+/// it; an untrusted producer and an impostor (its own signing key under the trusted producer's
+/// key id) are dead-lettered as `rejected: authentication`; a client holding producer keys only
+/// opens nothing (`rejected: key`).
+#[tokio::test(flavor = "multi_thread")]
+async fn public_key_attacks_are_refused_over_sqs() {
+    use queue_runtime::core::ReceiveOptions;
+    use queue_runtime::crypto::KeyId;
+    use queue_runtime::crypto::public::Kem;
+    use queue_runtime::keys::{KeyRing, KeyRingOptions, KeysetDocument, Role, StaticKeys};
+
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
+    let (provider, queue, _shared_key_client) = setup(&endpoint, false, keys()).await;
+    let id = |text: &str| KeyId::new(text).unwrap();
+    let mut consumer_doc = KeysetDocument::empty(Some(Role::Consumer));
+    consumer_doc
+        .generate_recipient_key(id("orders-r1"), Kem::XWing)
+        .unwrap();
+    let producer = |signing_key_id: &str| {
+        let mut document = KeysetDocument::empty(Some(Role::Producer));
+        document.generate_signing_key(id(signing_key_id)).unwrap();
+        document
+            .import_public(&consumer_doc.export_public().unwrap())
+            .unwrap();
+        document
+    };
+    let producer_doc = producer("webhook-1");
+    let intruder_doc = producer("intruder");
+    let impostor_doc = producer("webhook-1");
+    consumer_doc
+        .import_public(&producer_doc.export_public().unwrap())
+        .unwrap();
+    let client = |document: &KeysetDocument, producer_only: bool| {
+        let ring = KeyRing::with_options(
+            Arc::new(StaticKeys::new(document.to_keys("test").unwrap())),
+            KeyRingOptions::default().with_producer_only(producer_only),
+        );
+        QueueClient::new(Arc::new(provider.clone())).with_security(
+            Security::new(ring).with_queue_policy(
+                queue.clone(),
+                QueuePolicy::default().with_mode(SealMode::PublicKey),
+            ),
+        )
+    };
+    let consumer = client(&consumer_doc, false);
+    for (document, body) in [
+        (&producer_doc, "order 1"),
+        (&intruder_doc, "refund from an intruder"),
+        (&impostor_doc, "refund from an impostor"),
+    ] {
+        client(document, true)
+            .send(&queue, Message::new(body))
+            .await
+            .unwrap();
+    }
+    let mut handed = Vec::new();
+    for _ in 0..5 {
+        for message in consumer
+            .receive(&queue, 10, Duration::from_secs(2))
+            .await
+            .unwrap()
+        {
+            let seal = message.delivery.seal.clone().unwrap();
+            handed.push((message.body().to_vec(), seal.sender_key_id));
+            consumer.complete(&message).await.unwrap();
+        }
+    }
+    assert_eq!(
+        handed,
+        [(b"order 1".to_vec(), Some("webhook-1".to_owned()))]
+    );
+    let reasons = |dead: &[ReceivedMessage]| -> Vec<String> {
+        dead.iter()
+            .map(|m| m.delivery.dead_letter.as_ref().unwrap().reason.clone())
+            .collect()
+    };
+    let dead = provider
+        .receive(
+            &queue,
+            ReceiveOptions::new(10, Duration::from_secs(2)).dead_letter(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reasons(&dead),
+        ["rejected: authentication", "rejected: authentication"]
+    );
+    for message in &dead {
+        provider.complete(&message.receipt).await.unwrap();
+    }
+
+    // The producer's own client receives what it sent: it cannot open it.
+    let producer_client = client(&producer_doc, true);
+    producer_client
+        .send(&queue, Message::new("order 2"))
+        .await
+        .unwrap();
+    let received = producer_client
+        .receive(&queue, 10, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(received.is_empty(), "the producer opened {received:?}");
+    let dead = provider
+        .receive(
+            &queue,
+            ReceiveOptions::new(10, Duration::from_secs(2)).dead_letter(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reasons(&dead), ["rejected: key"]);
+}

@@ -39,7 +39,7 @@ cargo xtask <command>
                           emulator, which the xtask builds and starts on port 5672 of a free
                           loopback address;
                           without Python it fails when CI=true, else says SKIPPED
-  quickstart              run the quickstart and github_bot examples
+  quickstart              run the quickstart, github_bot and public_keys examples
   doc                     build the docs with warnings denied
   deny                    cargo deny: licenses, bans, sources, advisories (offline snapshot)
   conformance --provider memory|sqs|azure
@@ -464,7 +464,9 @@ fn azure_live_tests(
 fn quickstart(root: &Path) -> Result<()> {
     cargo(root, &["run", "--example", "quickstart"], &[])?;
     // The secure path end to end: webhook check, sealing, sessions, refused attacks.
-    cargo(root, &["run", "--example", "github_bot"], &[])
+    cargo(root, &["run", "--example", "github_bot"], &[])?;
+    // Public-key mode: a producer and a consumer from two configuration files.
+    cargo(root, &["run", "--example", "public_keys"], &[])
 }
 
 fn doc(root: &Path) -> Result<()> {

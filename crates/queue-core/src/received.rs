@@ -145,8 +145,12 @@ pub struct DeliveryInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SealInfo {
-    /// The key that sealed it.
+    /// The key that sealed it: the shared key (version 1 envelope) or the recipient key it was
+    /// sealed to (version 2, public key).
     pub key_id: String,
+    /// The producer's signing key that signed it (version 2 envelopes only): which producer sent
+    /// the message, proven by its signature and the consumer's trust list.
+    pub sender_key_id: Option<String>,
     /// The envelope's unique id (what the replay guard remembers).
     pub envelope_id: [u8; 32],
     /// When the sender sealed it (the sender's clock, authenticated).
@@ -190,11 +194,19 @@ impl SealInfo {
     ) -> Self {
         SealInfo {
             key_id: key_id.into(),
+            sender_key_id: None,
             envelope_id,
             sealed_at,
             not_before,
             claim: None,
         }
+    }
+
+    /// The same, with the sender key that signed it.
+    #[must_use]
+    pub fn with_sender_key_id(mut self, sender_key_id: impl Into<String>) -> Self {
+        self.sender_key_id = Some(sender_key_id.into());
+        self
     }
 
     /// The same, with the replay guard's claim on this delivery.

@@ -6,10 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
+use queue_crypto::public;
 use queue_crypto::{Context, CryptoError, Keyset, Opened};
 use tracing::{info, warn};
 
 use crate::error::{KeyError, Result};
+use crate::keys::Keys;
 use crate::source::KeySource;
 
 /// How a [`KeyRing`] caches.
@@ -26,6 +28,10 @@ pub struct KeyRingOptions {
     /// An unknown key id makes the ring ask the source again (the key may have just been
     /// added), at most once per this interval, whatever the number of distinct ids. Default 5 s.
     pub min_forced_refresh_interval: Duration,
+    /// The ring serves a producer only: keys holding a recipient private key are refused (at
+    /// startup an error; later, the last good keys stay in use and the failure is counted), so
+    /// a producer's configuration can never hold what opens messages. Default false.
+    pub producer_only: bool,
 }
 
 impl Default for KeyRingOptions {
@@ -35,6 +41,7 @@ impl Default for KeyRingOptions {
             unknown_id_ttl: Duration::from_secs(60),
             unknown_id_capacity: 10_000,
             min_forced_refresh_interval: Duration::from_secs(5),
+            producer_only: false,
         }
     }
 }
@@ -67,6 +74,13 @@ impl KeyRingOptions {
         self.min_forced_refresh_interval = interval;
         self
     }
+
+    /// Sets [`producer_only`](Self::producer_only).
+    #[must_use]
+    pub fn with_producer_only(mut self, producer_only: bool) -> Self {
+        self.producer_only = producer_only;
+        self
+    }
 }
 
 /// The keys a client seals and opens with: a [`KeySource`] behind
@@ -85,7 +99,7 @@ pub struct KeyRing {
     current: RwLock<Option<Current>>,
     /// Held while fetching, so that callers finding the keyset stale share one fetch.
     fetching: tokio::sync::Mutex<()>,
-    last_good: RwLock<Option<Arc<Keyset>>>,
+    last_good: RwLock<Option<Arc<Keys>>>,
     unknown_ids: moka::sync::Cache<String, ()>,
     last_forced_refresh: Mutex<Option<Instant>>,
     fetches: AtomicU64,
@@ -135,49 +149,68 @@ impl KeyRing {
         self.fetches.load(Ordering::Relaxed)
     }
 
-    /// The current keyset, from the cache when it is younger than the refresh interval.
+    /// The current keys (shared and public-key), from the cache when younger than the refresh
+    /// interval.
     ///
     /// # Errors
-    /// The source's error, when it fails and no keyset was ever fetched.
-    pub async fn keyset(&self) -> Result<Arc<Keyset>> {
-        if let Some(keyset) = self.fresh() {
-            return Ok(keyset);
+    /// The source's error, when it fails and no keys were ever fetched.
+    pub async fn keys(&self) -> Result<Arc<Keys>> {
+        if let Some(keys) = self.fresh() {
+            return Ok(keys);
         }
         let _fetching = self.fetching.lock().await;
         // Another caller may have fetched while this one waited.
-        if let Some(keyset) = self.fresh() {
-            return Ok(keyset);
+        if let Some(keys) = self.fresh() {
+            return Ok(keys);
         }
-        let keyset = self.fetch_or_last_good().await?;
-        self.store(&keyset);
-        Ok(keyset)
+        let keys = self.fetch_or_last_good().await?;
+        self.store(&keys);
+        Ok(keys)
+    }
+
+    /// The current shared-key (version 1) keyset, from the cache when it is younger than the
+    /// refresh interval.
+    ///
+    /// # Errors
+    /// The source's error, when it fails and no keyset was ever fetched;
+    /// [`KeyError::Invalid`] when the source holds no shared key (public-key entries only).
+    pub async fn keyset(&self) -> Result<Arc<Keyset>> {
+        let keys = self.keys().await?;
+        self.shared_of(&keys)
+    }
+
+    fn shared_of(&self, keys: &Keys) -> Result<Arc<Keyset>> {
+        keys.shared().cloned().ok_or_else(|| KeyError::Invalid {
+            source_name: self.source.name(),
+            reason: "it holds no shared (version 1) key".to_owned(),
+        })
     }
 
     /// Asks the source now and caches the answer (for a rotation that must not wait for the
     /// refresh interval).
-    pub async fn refresh(&self) -> Result<Arc<Keyset>> {
-        let keyset = self.fetch_or_last_good().await?;
-        self.store(&keyset);
-        Ok(keyset)
+    pub async fn refresh(&self) -> Result<Arc<Keys>> {
+        let keys = self.fetch_or_last_good().await?;
+        self.store(&keys);
+        Ok(keys)
     }
 
-    /// The cached keyset, unless the refresh interval has passed since it was fetched.
-    fn fresh(&self) -> Option<Arc<Keyset>> {
+    /// The cached keys, unless the refresh interval has passed since they were fetched.
+    fn fresh(&self) -> Option<Arc<Keys>> {
         let current = self.current.read();
         current
             .as_ref()
             .filter(|current| current.fetched_at.elapsed() < self.options.refresh_interval)
-            .map(|current| Arc::clone(&current.keyset))
+            .map(|current| Arc::clone(&current.keys))
     }
 
-    fn store(&self, keyset: &Arc<Keyset>) {
+    fn store(&self, keys: &Arc<Keys>) {
         *self.current.write() = Some(Current {
-            keyset: Arc::clone(keyset),
+            keys: Arc::clone(keys),
             fetched_at: Instant::now(),
         });
     }
 
-    /// The current keyset, which holds a key with this id (in any state).
+    /// The current shared keyset, which holds a key with this id (in any state).
     ///
     /// An id the cached keyset lacks is answered from the negative cache when it was unknown
     /// moments ago; otherwise the source is asked again, at most once per
@@ -186,9 +219,21 @@ impl KeyRing {
     /// # Errors
     /// a `CryptoError::UnknownKeyId` inside [`KeyError::Crypto`], or the source's error.
     pub async fn keyset_with(&self, key_id: &str) -> Result<Arc<Keyset>> {
-        let keyset = self.keyset().await?;
-        if keyset.get(key_id).is_some() {
-            return Ok(keyset);
+        let keys = self
+            .keys_with(key_id, |keys| {
+                keys.shared()
+                    .is_some_and(|keyset| keyset.get(key_id).is_some())
+            })
+            .await?;
+        self.shared_of(&keys)
+    }
+
+    /// The current keys, for which `has` is true (they hold `key_id`), asking the source again
+    /// when they do not: rate-limited, negative-cached.
+    async fn keys_with(&self, key_id: &str, has: impl Fn(&Keys) -> bool) -> Result<Arc<Keys>> {
+        let keys = self.keys().await?;
+        if has(&keys) {
+            return Ok(keys);
         }
         if self.unknown_ids.contains_key(key_id) {
             return Err(KeyError::unknown_key_id(key_id.to_owned()));
@@ -202,19 +247,19 @@ impl KeyRing {
             }
             due
         };
-        let keyset = if may_refresh {
+        let keys = if may_refresh {
             self.refresh().await?
         } else {
-            keyset
+            keys
         };
-        if keyset.get(key_id).is_some() {
-            return Ok(keyset);
+        if has(&keys) {
+            return Ok(keys);
         }
         self.unknown_ids.insert(key_id.to_owned(), ());
         Err(KeyError::unknown_key_id(key_id.to_owned()))
     }
 
-    /// Opens an envelope with the key its (authenticated) key id names.
+    /// Opens a version 1 envelope with the key its (authenticated) key id names.
     ///
     /// # Errors
     /// [`KeyError::Crypto`] for every envelope that does not open (format, version, suite,
@@ -233,24 +278,79 @@ impl KeyRing {
         }
     }
 
-    async fn fetch_or_last_good(&self) -> Result<Arc<Keyset>> {
+    /// Opens a public-key (version 2) envelope with the consumer keys: the recipient key pair
+    /// its header names, checked against the trust list of senders.
+    ///
+    /// A recipient key or a sender the cached keys lack may have been added since the last
+    /// refresh: the source is asked again (rate-limited, negative-cached) and the envelope
+    /// opened once more. Keys without consumer entries open nothing: every envelope fails as an
+    /// unknown recipient key.
+    ///
+    /// # Errors
+    /// [`KeyError::Crypto`] for every envelope that does not open (as [`open`](Self::open),
+    /// plus `UntrustedSender` and `RetiredSender`), or the source's error.
+    pub async fn open_public(
+        &self,
+        envelope: &[u8],
+        context: &Context<'_>,
+    ) -> Result<public::Opened> {
+        let keys = self.keys().await?;
+        match open_with(&keys, envelope, context) {
+            Err(CryptoError::UnknownKeyId(key_id)) => {
+                let keys = self
+                    .keys_with(&key_id, |keys| {
+                        keys.consumer()
+                            .is_some_and(|consumer| consumer.key_pair(&key_id).is_some())
+                    })
+                    .await?;
+                Ok(open_with(&keys, envelope, context)?)
+            }
+            Err(CryptoError::UntrustedSender(key_id)) => {
+                let keys = self
+                    .keys_with(&key_id, |keys| {
+                        keys.consumer()
+                            .is_some_and(|consumer| consumer.trusted_sender(&key_id).is_some())
+                    })
+                    .await
+                    // Still unknown: refused as untrusted, not as an unknown recipient key.
+                    .map_err(|_| KeyError::Crypto(CryptoError::UntrustedSender(key_id)))?;
+                Ok(open_with(&keys, envelope, context)?)
+            }
+            opened => Ok(opened?),
+        }
+    }
+
+    async fn fetch_or_last_good(&self) -> Result<Arc<Keys>> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        match self.source.fetch().await {
-            Ok(keyset) => {
+        let fetched = self.source.fetch().await.and_then(|keys| {
+            if self.options.producer_only && keys.has_recipient_private_key() {
+                return Err(KeyError::Invalid {
+                    source_name: self.source.name(),
+                    reason: "it holds a recipient private key, and this configuration is a \
+                             producer's: a producer must not be able to open messages (give \
+                             it the public half)"
+                        .to_owned(),
+                });
+            }
+            Ok(keys)
+        });
+        match fetched {
+            Ok(keys) => {
+                let described = keys.describe();
                 let changed = self
                     .last_good
                     .read()
                     .as_ref()
-                    .is_none_or(|previous| !same_keys(previous, &keyset));
+                    .is_none_or(|previous| previous.describe() != described);
                 if changed {
                     info!(
                         key_source = %self.source.name(),
-                        keys = %describe(&keyset),
+                        keys = %described,
                         "keyset loaded"
                     );
                 }
-                *self.last_good.write() = Some(Arc::clone(&keyset));
-                Ok(keyset)
+                *self.last_good.write() = Some(Arc::clone(&keys));
+                Ok(keys)
             }
             Err(error) => {
                 let last_good = self.last_good.read().clone();
@@ -261,13 +361,13 @@ impl KeyRing {
                 )
                 .increment(1);
                 match last_good {
-                    Some(keyset) => {
+                    Some(keys) => {
                         warn!(
                             key_source = %self.source.name(),
                             %error,
                             "key source failed; keeping the last good keyset"
                         );
-                        Ok(keyset)
+                        Ok(keys)
                     }
                     None => Err(error),
                 }
@@ -276,25 +376,25 @@ impl KeyRing {
     }
 }
 
-/// The keyset in use and when it was fetched.
+/// The keys in use and when they were fetched.
 #[derive(Debug)]
 struct Current {
-    keyset: Arc<Keyset>,
+    keys: Arc<Keys>,
     fetched_at: Instant,
 }
 
-/// Ids and states, for logs: `orders-2026-11=primary, orders-2026-08=active`.
-fn describe(keyset: &Keyset) -> String {
-    keyset
-        .keys()
-        .map(|key| format!("{}={}", key.id(), key.state()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn same_keys(a: &Keyset, b: &Keyset) -> bool {
-    a.keys().count() == b.keys().count()
-        && a.keys().zip(b.keys()).all(|(x, y)| {
-            x.id() == y.id() && x.state() == y.state() && x.not_after() == y.not_after()
-        })
+/// Opens a version 2 envelope with `keys`' consumer entries; without any, the envelope's
+/// recipient key is unknown here.
+fn open_with(
+    keys: &Keys,
+    envelope: &[u8],
+    context: &Context<'_>,
+) -> std::result::Result<public::Opened, CryptoError> {
+    match keys.consumer() {
+        Some(consumer) => public::open(consumer, envelope, context),
+        None => {
+            let header = public::peek_header(envelope)?;
+            Err(CryptoError::UnknownKeyId(header.recipient_key_id))
+        }
+    }
 }

@@ -376,8 +376,9 @@ impl<S: DocumentStore> KeySource for KmsKeys<S> {
         format!("aws-kms {}", self.store.name())
     }
 
-    async fn fetch(&self) -> Result<Arc<Keyset>> {
-        Ok(Arc::new(self.read_document().await?.into_keyset()))
+    async fn fetch(&self) -> Result<Arc<crate::keys::Keys>> {
+        let name = self.name();
+        Ok(Arc::new(self.read_document().await?.into_keys(&name)?))
     }
 }
 

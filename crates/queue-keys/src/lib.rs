@@ -3,6 +3,7 @@
 pub mod document;
 mod error;
 mod key_ring;
+mod keys;
 mod source;
 pub mod store;
 
@@ -15,9 +16,12 @@ pub mod kms;
 #[cfg(feature = "aws-secrets-manager")]
 pub mod secrets_manager;
 
-pub use document::{DOCUMENT_VERSION, KeysetDocument, generate_keyset_file};
+pub use document::{
+    DOCUMENT_VERSION, KeysetDocument, PublicKeyEntry, PublicKeyKind, Role, generate_keyset_file,
+};
 pub use error::{KeyError, Result};
 pub use key_ring::{KeyRing, KeyRingOptions};
+pub use keys::Keys;
 pub use source::{EnvKeys, FileKeys, KeySource, StaticKeys};
 pub use store::{DocumentStore, FileDocument, StoredKeys};
 

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use queue_crypto::Keyset;
 use zeroize::Zeroizing;
 
 use crate::document::KeysetDocument;
 use crate::error::{KeyError, Result};
+use crate::keys::Keys;
 
 /// A place that holds the current keyset and can be asked again: keys rotate while the process
 /// runs.
@@ -24,26 +24,28 @@ pub trait KeySource: Send + Sync + fmt::Debug {
     /// The source as it appears in logs and errors: kind and location, never a secret.
     fn name(&self) -> String;
 
-    /// Fetches the current keyset.
+    /// Fetches the current keys: the shared keyset and the public-key keysets the document
+    /// holds.
     ///
     /// # Errors
     /// [`KeyError::Unavailable`] when the source cannot be reached or read (transient);
     /// [`KeyError::Invalid`] when it holds something that is not a valid keyset.
-    async fn fetch(&self) -> Result<Arc<Keyset>>;
+    async fn fetch(&self) -> Result<Arc<Keys>>;
 }
 
-/// A keyset given in code. Rotating means building a new one: use a file or a secret store
-/// when keys must change without a restart.
+/// Keys given in code: a shared [`Keyset`](queue_crypto::Keyset), or [`Keys`] with public-key
+/// entries. Rotating means building new ones: use a file or a secret store when keys must
+/// change without a restart.
 #[derive(Debug, Clone)]
 pub struct StaticKeys {
-    keyset: Arc<Keyset>,
+    keys: Arc<Keys>,
 }
 
 impl StaticKeys {
-    /// A source that always answers `keyset`.
-    pub fn new(keyset: impl Into<Arc<Keyset>>) -> Self {
+    /// A source that always answers `keys` (a `Keyset`, an `Arc<Keyset>` or [`Keys`]).
+    pub fn new(keys: impl Into<Keys>) -> Self {
         StaticKeys {
-            keyset: keyset.into(),
+            keys: Arc::new(keys.into()),
         }
     }
 }
@@ -54,8 +56,8 @@ impl KeySource for StaticKeys {
         "static".to_owned()
     }
 
-    async fn fetch(&self) -> Result<Arc<Keyset>> {
-        Ok(Arc::clone(&self.keyset))
+    async fn fetch(&self) -> Result<Arc<Keys>> {
+        Ok(Arc::clone(&self.keys))
     }
 }
 
@@ -76,14 +78,14 @@ impl EnvKeys {
 
     /// Reads and parses the variable now (what [`fetch`](KeySource::fetch) does), for checking
     /// a configuration at startup.
-    pub fn read(&self) -> Result<Keyset> {
+    pub fn read(&self) -> Result<Keys> {
         let value = Zeroizing::new(std::env::var(&self.variable).map_err(|error| {
             KeyError::Unavailable {
                 source_name: self.name(),
                 reason: error.to_string(),
             }
         })?);
-        Ok(crate::store::parse_document_text(value.as_bytes(), &self.name())?.into_keyset())
+        crate::store::parse_document_text(value.as_bytes(), &self.name())?.into_keys(&self.name())
     }
 }
 
@@ -93,7 +95,7 @@ impl KeySource for EnvKeys {
         format!("env {}", self.variable)
     }
 
-    async fn fetch(&self) -> Result<Arc<Keyset>> {
+    async fn fetch(&self) -> Result<Arc<Keys>> {
         self.read().map(Arc::new)
     }
 }
@@ -120,8 +122,8 @@ impl FileKeys {
 
     /// Reads and parses the file now (what [`fetch`](KeySource::fetch) does, blocking), for
     /// checking a configuration at startup.
-    pub fn read(&self) -> Result<Keyset> {
-        KeysetDocument::read_file(&self.path).map(KeysetDocument::into_keyset)
+    pub fn read(&self) -> Result<Keys> {
+        KeysetDocument::read_file(&self.path)?.into_keys(&self.name())
     }
 }
 
@@ -131,7 +133,7 @@ impl KeySource for FileKeys {
         format!("file {}", self.path.display())
     }
 
-    async fn fetch(&self) -> Result<Arc<Keyset>> {
+    async fn fetch(&self) -> Result<Arc<Keys>> {
         // File I/O blocks: off the async workers, as tokio::fs would do it.
         let source = self.clone();
         tokio::task::spawn_blocking(move || source.read())

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use queue_crypto::Keyset;
 use zeroize::Zeroizing;
 
 use crate::document::KeysetDocument;
@@ -199,8 +198,9 @@ impl<S: DocumentStore> KeySource for StoredKeys<S> {
         self.store.name()
     }
 
-    async fn fetch(&self) -> Result<Arc<Keyset>> {
-        Ok(Arc::new(self.read_document().await?.into_keyset()))
+    async fn fetch(&self) -> Result<Arc<crate::keys::Keys>> {
+        let name = self.store.name();
+        Ok(Arc::new(self.read_document().await?.into_keys(&name)?))
     }
 }
 

@@ -55,8 +55,31 @@ fn id(text: &str) -> KeyId {
     KeyId::new(text).unwrap()
 }
 
-fn ids(keyset: &Keyset) -> Vec<(String, KeyState)> {
-    keyset
+/// What holds a shared keyset: the keyset itself, or the keys a source hands out.
+trait SharedKeys {
+    fn shared_keyset(&self) -> &Keyset;
+}
+
+impl SharedKeys for Keyset {
+    fn shared_keyset(&self) -> &Keyset {
+        self
+    }
+}
+
+impl SharedKeys for queue_keys::Keys {
+    fn shared_keyset(&self) -> &Keyset {
+        self.shared().unwrap()
+    }
+}
+
+impl<T: SharedKeys> SharedKeys for Arc<T> {
+    fn shared_keyset(&self) -> &Keyset {
+        (**self).shared_keyset()
+    }
+}
+
+fn ids(keys: &impl SharedKeys) -> Vec<(String, KeyState)> {
+    keys.shared_keyset()
         .keys()
         .map(|key| (key.id().to_string(), key.state()))
         .collect()
@@ -354,8 +377,19 @@ async fn a_kms_wrapped_keyset_in_a_file_holds_no_key_and_rotates() {
     // Material survives the round trips unchanged.
     let read = keys.read_document().await.unwrap();
     assert_eq!(
-        read.keyset().get("k1").unwrap().material().expose(),
-        created.keyset().get("k1").unwrap().material().expose()
+        read.keyset()
+            .unwrap()
+            .get("k1")
+            .unwrap()
+            .material()
+            .expose(),
+        created
+            .keyset()
+            .unwrap()
+            .get("k1")
+            .unwrap()
+            .material()
+            .expose()
     );
 
     // Moving to another KMS key.

@@ -45,7 +45,8 @@ async fn a_keyset_in_key_vault_rotates_with_a_new_version() {
         })
         .await
         .unwrap();
-    let keyset = ring.refresh().await.unwrap();
+    let keys = ring.refresh().await.unwrap();
+    let keyset = keys.shared().unwrap();
     assert_eq!(keyset.get("k1").unwrap().state(), KeyState::Active);
     assert_eq!(keyset.primary().unwrap().id().as_str(), "k2");
 

@@ -11,7 +11,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use queue_crypto::{Context, CryptoError, Key, KeyId, KeyMaterial, KeyState, Keyset, Sealer};
 use queue_keys::{
-    EnvKeys, FileKeys, KeyError, KeyRing, KeyRingOptions, KeySource, KeysetDocument, StaticKeys,
+    EnvKeys, FileKeys, KeyError, KeyRing, KeyRingOptions, KeySource, Keys, KeysetDocument,
+    StaticKeys,
 };
 
 fn id(text: &str) -> KeyId {
@@ -150,9 +151,15 @@ fn parse_errors_name_the_place_never_the_material() {
 #[test]
 fn debug_output_never_shows_material() {
     let document = KeysetDocument::generate(id("k1")).unwrap();
-    let material = *document.keyset().primary().unwrap().material().expose();
+    let material = *document
+        .keyset()
+        .unwrap()
+        .primary()
+        .unwrap()
+        .material()
+        .expose();
     let copy = KeysetDocument::parse(&document.to_json().unwrap(), "t").unwrap();
-    let ring = KeyRing::new(Arc::new(StaticKeys::new(copy.into_keyset())));
+    let ring = KeyRing::new(Arc::new(StaticKeys::new(copy.into_keyset().unwrap())));
     let text = format!("{document:?} {:?} {ring:?}", document.keyset());
     for needle in [hex::encode(material), STANDARD.encode(material)] {
         assert!(!text.contains(&needle[..12]), "{text}");
@@ -177,7 +184,10 @@ fn generated_files_are_never_overwritten_and_are_private() {
         assert_eq!(mode & 0o777, 0o600);
     }
     let document = KeysetDocument::read_file(&path).unwrap();
-    assert_eq!(document.keyset().primary().unwrap().id().as_str(), "k1");
+    assert_eq!(
+        document.keyset().unwrap().primary().unwrap().id().as_str(),
+        "k1"
+    );
     // No temporary file is left behind.
     assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 1);
 }
@@ -257,8 +267,11 @@ async fn env_source_in_child() {
         return; // run by the_env_source_reads_base64_or_json, with the variables set
     }
     for variable in ["QUEUE_KEYS_TEST_BASE64", "QUEUE_KEYS_TEST_JSON"] {
-        let keyset = EnvKeys::new(variable).fetch().await.unwrap();
-        assert_eq!(keyset.primary().unwrap().id().as_str(), "env-key");
+        let keys = EnvKeys::new(variable).fetch().await.unwrap();
+        assert_eq!(
+            keys.shared().unwrap().primary().unwrap().id().as_str(),
+            "env-key"
+        );
     }
     let bad = EnvKeys::new("QUEUE_KEYS_TEST_BAD")
         .fetch()
@@ -284,14 +297,14 @@ impl KeySource for Counting {
     fn name(&self) -> String {
         "counting".into()
     }
-    async fn fetch(&self) -> queue_keys::Result<Arc<Keyset>> {
+    async fn fetch(&self) -> queue_keys::Result<Arc<Keys>> {
         if self.down.load(Ordering::Relaxed) {
             return Err(KeyError::Unavailable {
                 source_name: self.name(),
                 reason: "down".into(),
             });
         }
-        Ok(Arc::clone(&self.keyset))
+        Ok(Arc::new(Keys::from(Arc::clone(&self.keyset))))
     }
 }
 
@@ -340,7 +353,10 @@ async fn a_key_added_at_the_source_is_found_by_a_forced_refresh() {
     document.add_generated(id("k2")).unwrap();
     document.promote("k2").unwrap();
     document.write_file(&path).unwrap();
-    let sender = KeysetDocument::read_file(&path).unwrap().into_keyset();
+    let sender = KeysetDocument::read_file(&path)
+        .unwrap()
+        .into_keyset()
+        .unwrap();
     let context = Context::new("q");
     let envelope = Sealer::new().seal(&sender, b"new key", &context).unwrap();
     assert_eq!(

@@ -20,7 +20,7 @@ pub use client::{ClientSession, QueueClient};
 pub use config::{
     ClientConfig, ConfigError, KeySourceSettings, ProviderConfig, Secret, SecuritySettings,
 };
-pub use security::{QueuePolicy, Security, UnsealedPolicy};
+pub use security::{QueuePolicy, SealMode, Security, UnsealedPolicy};
 
 /// The provider contract and domain types ([`queue_core`]).
 pub use queue_core as core;
@@ -49,7 +49,7 @@ pub mod prelude {
     pub use crate::processor::{
         CancellationToken, HandlerContext, Outcome, Processor, ProcessorOptions, ProcessorReport,
     };
-    pub use crate::security::{QueuePolicy, Security, UnsealedPolicy};
+    pub use crate::security::{QueuePolicy, SealMode, Security, UnsealedPolicy};
     pub use queue_core::{
         DeadLetterReason, ErrorKind, Message, MessageId, QueueError, QueueName, ReceivedMessage,
         Result, SessionId, SessionSelector,

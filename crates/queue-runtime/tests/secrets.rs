@@ -15,7 +15,8 @@ use base64::engine::general_purpose::STANDARD;
 use queue_runtime::config::Secret;
 use queue_runtime::core::QueueProvider;
 use queue_runtime::crypto::KeyId;
-use queue_runtime::keys::{FileKeys, KeyRing, KeyRingOptions, KeysetDocument};
+use queue_runtime::crypto::public::Kem;
+use queue_runtime::keys::{FileKeys, KeyRing, KeyRingOptions, KeysetDocument, Role};
 use queue_runtime::prelude::*;
 use queue_runtime::webhook::{WebhookSecret, sign_github_payload, verify_github_signature};
 use support::*;
@@ -72,7 +73,15 @@ async fn no_secret_appears_in_logs_or_debug_output() {
         &path,
         format!(
             "{{\"version\": \"{}\"",
-            STANDARD.encode(document.keyset().primary().unwrap().material().expose())
+            STANDARD.encode(
+                document
+                    .keyset()
+                    .unwrap()
+                    .primary()
+                    .unwrap()
+                    .material()
+                    .expose()
+            )
         ),
     )
     .unwrap();
@@ -81,6 +90,80 @@ async fn no_secret_appears_in_logs_or_debug_output() {
     assert_eq!(dead_letter_reasons(&broker, "events").await.len(), 3);
     let invalid =
         KeysetDocument::parse(std::fs::read(&path).unwrap().as_slice(), "file").unwrap_err();
+
+    // Public-key mode: a consumer and a producer, each with its own key file; an untrusted
+    // producer's message refused.
+    let mut consumer_doc = KeysetDocument::empty(Some(Role::Consumer));
+    consumer_doc
+        .generate_recipient_key(KeyId::new("r1").unwrap(), Kem::XWing)
+        .unwrap();
+    let mut producer_doc = KeysetDocument::empty(Some(Role::Producer));
+    producer_doc
+        .generate_signing_key(KeyId::new("s1").unwrap())
+        .unwrap();
+    producer_doc
+        .import_public(&consumer_doc.export_public().unwrap())
+        .unwrap();
+    consumer_doc
+        .import_public(&producer_doc.export_public().unwrap())
+        .unwrap();
+    let mut intruder_doc = KeysetDocument::parse(&producer_doc.to_json().unwrap(), "p").unwrap();
+    intruder_doc
+        .generate_signing_key(KeyId::new("intruder").unwrap())
+        .unwrap();
+    intruder_doc.promote("intruder").unwrap();
+    let audit = queue("audit");
+    let public_side = |document: &KeysetDocument, name: &str, producer_only: bool| {
+        let file = directory.path().join(name);
+        document.write_file(&file).unwrap();
+        Security::new(KeyRing::with_options(
+            Arc::new(FileKeys::new(file)),
+            KeyRingOptions::default().with_producer_only(producer_only),
+        ))
+        .with_queue_policy(
+            audit.clone(),
+            QueuePolicy::default().with_mode(SealMode::PublicKey),
+        )
+    };
+    let producer = client_with(&broker, public_side(&producer_doc, "producer.json", true));
+    let consumer = client_with(&broker, public_side(&consumer_doc, "consumer.json", false));
+    let intruder = client_with(&broker, public_side(&intruder_doc, "intruder.json", true));
+    producer.send(&audit, Message::new("third")).await.unwrap();
+    intruder.send(&audit, Message::new("fourth")).await.unwrap();
+    assert_eq!(drain(&consumer, "audit").await.len(), 1);
+    assert_eq!(
+        dead_letter_reasons(&broker, "audit").await,
+        ["rejected: authentication"]
+    );
+    let mut public_secrets: Vec<Vec<u8>> = Vec::new();
+    for document in [&consumer_doc, &producer_doc, &intruder_doc] {
+        let keys = document.to_keys("d").unwrap();
+        if let Some(consumer_keys) = keys.consumer() {
+            public_secrets.extend(
+                consumer_keys
+                    .key_pairs()
+                    .map(|pair| pair.expose_private_key().to_vec()),
+            );
+        }
+        if let Some(producer_keys) = keys.producer() {
+            public_secrets.extend(
+                producer_keys
+                    .signers()
+                    .map(|key| key.expose_seed().to_vec()),
+            );
+        }
+    }
+    assert_eq!(
+        public_secrets.len(),
+        4,
+        "r1, s1, and the intruder's s1 and key"
+    );
+    let public_debug = format!(
+        "{consumer_doc:?} {producer_doc:?} {intruder_doc:?} {:?} {:?} {producer:?} {consumer:?} {:?}",
+        consumer_doc.to_keys("c").unwrap(),
+        producer_doc.to_keys("p").unwrap(),
+        consumer.security(),
+    );
 
     // Webhooks and configuration secrets.
     let webhook_secret = b"webhook-secret-value-0123456789abcdef".to_vec();
@@ -98,7 +181,7 @@ async fn no_secret_appears_in_logs_or_debug_output() {
     ))
     .unwrap();
     let debug_output = format!(
-        "{config:?}\n{:?}\n{}",
+        "{public_debug}\n{config:?}\n{:?}\n{}",
         config.security,
         format_args!(
             "{client:?}\n{ring:?}\n{document:?}\n{:?}\n{webhook:?}\n{connection:?}\n{connection}\n{invalid}\n{invalid:?}\n{:?}",
@@ -121,6 +204,7 @@ async fn no_secret_appears_in_logs_or_debug_output() {
         .keys()
         .map(|key| key.material().expose().to_vec())
         .collect();
+    secrets.extend(public_secrets);
     secrets.push(webhook_secret);
     secrets.push(connection_secret.as_bytes().to_vec());
     for secret in &secrets {
@@ -136,7 +220,7 @@ async fn no_secret_appears_in_logs_or_debug_output() {
         }
     }
     // And the bodies never appear in the logs either.
-    for body in ["first", "second"] {
+    for body in ["first", "second", "third", "fourth"] {
         assert!(
             !logs.contains(&format!("\"{body}\"")),
             "a body appears in the logs"

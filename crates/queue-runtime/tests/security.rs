@@ -507,7 +507,7 @@ async fn rotation_in_three_phases_with_messages_in_flight_and_a_replaced_key_fil
     // A message still sealed under the old key (a straggler sender) is refused from now on.
     let mut straggler_doc = old_only;
     straggler_doc.promote("2026-11").unwrap();
-    let straggler = client(&broker, straggler_doc.into_keyset());
+    let straggler = client(&broker, straggler_doc.into_keyset().unwrap());
     straggler
         .send(&events, event("old key, too late"))
         .await

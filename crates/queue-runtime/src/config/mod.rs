@@ -77,6 +77,8 @@
 //!                                             # key_vault_secret); key_wrapping = "aws-kms"
 //!                                             # for a KMS-wrapped keyset (docs/operations.md)
 //! refresh_interval = "30s"
+//! # role = "producer"                         # this process only sends: its keys may hold no
+//!                                             # recipient private key (docs/security.md)
 //! replay_store = "in-process"                # or "redis": shared by every consumer (the
 //!                                             # `redis` feature); the URL comes from the
 //! # redis_url_env = "QUEUE_RUNTIME_REDIS_URL"  # variable named here, never from the file
@@ -84,6 +86,8 @@
 //! replay_capacity = 100000                    # in-process store only
 //! replay_unavailable = "fail_closed"          # or "fail_open" (default and per queue)
 //! seal = true
+//! mode = "shared_key"                         # or "public_key": sealed to the consumers'
+//!                                             # public key, signed by the producer
 //! unsealed = "reject"                         # or "allow", "allow_with_alert"
 //! freshness_window = "5m"
 //! clock_skew = "1m"
@@ -92,6 +96,12 @@
 //! name = "legacy-events"
 //! seal = false
 //! unsealed = "allow_with_alert"
+//!
+//! [[security.queues]]
+//! name = "payments"
+//! mode = "public_key"
+//! key_file = "/etc/queue-runtime/payments-keys.json"  # optional: this queue's own keys (its
+//!                                             # recipient key and trust list), or key_env
 //! ```
 //!
 //! Environment variables (they override the file):
@@ -703,5 +713,107 @@ mod tests {
             parsed.connection_string.expose(),
             "Endpoint=sb://x/;SharedAccessKey=abc"
         );
+    }
+
+    #[tokio::test]
+    async fn public_key_mode_and_the_producer_role_come_from_the_file() {
+        use queue_crypto::KeyId;
+        use queue_crypto::public::Kem;
+        use queue_keys::{KeysetDocument, Role};
+
+        let directory = std::env::temp_dir().join(format!("qr-config-pk-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let mut consumer = KeysetDocument::empty(Some(Role::Consumer));
+        consumer
+            .generate_recipient_key(KeyId::new("r1").unwrap(), Kem::default())
+            .unwrap();
+        let mut producer = KeysetDocument::empty(Some(Role::Producer));
+        producer
+            .generate_signing_key(KeyId::new("s1").unwrap())
+            .unwrap();
+        producer
+            .import_public(&consumer.export_public().unwrap())
+            .unwrap();
+        consumer
+            .import_public(&producer.export_public().unwrap())
+            .unwrap();
+        let producer_file = directory.join("producer.json");
+        let consumer_file = directory.join("consumer.json");
+        producer.write_file(&producer_file).unwrap();
+        consumer.write_file(&consumer_file).unwrap();
+
+        let text = |file: &std::path::Path| {
+            format!(
+                r#"
+                [security]
+                key_file = "{}"
+                role = "producer"
+                [[security.queues]]
+                name = "payments"
+                mode = "public_key"
+                "#,
+                file.display()
+            )
+        };
+        let config = ClientConfig::from_toml_str(&text(&producer_file)).unwrap();
+        let security = config.security.clone().unwrap();
+        assert!(security.producer_only);
+        assert_eq!(
+            security.default_policy.mode,
+            crate::security::SealMode::SharedKey
+        );
+        assert_eq!(
+            security.queues[0].1.mode,
+            crate::security::SealMode::PublicKey
+        );
+        security.build().await.unwrap();
+
+        // A queue with keys of its own: read at startup, refused there too when they could
+        // open, and named by their place in the file.
+        let config = ClientConfig::from_toml_str(&format!(
+            r#"
+            [security]
+            key_file = "{}"
+            role = "producer"
+            [[security.queues]]
+            name = "audit"
+            [[security.queues]]
+            name = "payments"
+            mode = "public_key"
+            key_file = "{}"
+            "#,
+            producer_file.display(),
+            consumer_file.display()
+        ))
+        .unwrap();
+        let security = config.security.unwrap();
+        assert_eq!(
+            security.queue_keys,
+            [(
+                queue_core::QueueName::new("payments").unwrap(),
+                KeySourceSettings::File(consumer_file.clone())
+            )]
+        );
+        let error = security.build().await.unwrap_err();
+        assert!(
+            error.to_string().contains("security.queues[1].key_file"),
+            "{error}"
+        );
+
+        // The consumer's file, named by a producer's configuration: refused at startup.
+        let config = ClientConfig::from_toml_str(&text(&consumer_file)).unwrap();
+        let error = config.security.unwrap().build().await.unwrap_err();
+        assert!(
+            error.to_string().contains("recipient private key"),
+            "{error}"
+        );
+
+        let error = ClientConfig::from_toml_str("[security]\nkey_file = \"k\"\nmode = \"both\"")
+            .unwrap_err();
+        assert!(error.to_string().contains("public_key"), "{error}");
+        let error = ClientConfig::from_toml_str("[security]\nkey_file = \"k\"\nrole = \"reader\"")
+            .unwrap_err();
+        assert!(error.to_string().contains("security.role"), "{error}");
+        let _ = std::fs::remove_dir_all(&directory);
     }
 }

@@ -8,7 +8,9 @@ use queue_keys::{EnvKeys, FileKeys, KeyRing, KeyRingOptions, KeySource};
 use serde::Deserialize;
 
 use super::{ConfigError, Secret};
-use crate::security::{InProcessReplayStore, QueuePolicy, ReplayFailure, Security, UnsealedPolicy};
+use crate::security::{
+    InProcessReplayStore, QueuePolicy, ReplayFailure, SealMode, Security, UnsealedPolicy,
+};
 
 /// The variable that holds the Redis URL of a shared replay store, unless `redis_url_env`
 /// names another (the URL may hold a password, so it is never in the file).
@@ -22,12 +24,19 @@ pub struct SecuritySettings {
     pub keys: KeySourceSettings,
     /// How often the key source is read again.
     pub refresh_interval: Duration,
+    /// This process only produces (`role = "producer"`): keys holding a recipient private key
+    /// are refused, at startup and on every refresh, so it can never open a message of a
+    /// public-key queue.
+    pub producer_only: bool,
     /// Where the replay guard keeps its claims and completed ids.
     pub replay_store: ReplayStoreSettings,
     /// The policy of queues without their own.
     pub default_policy: QueuePolicy,
     /// Queues with their own policy.
     pub queues: Vec<(queue_core::QueueName, QueuePolicy)>,
+    /// Queues with their own keys (`key_file` or `key_env` in `[[security.queues]]`): their own
+    /// recipient key and trust list, so a producer trusted on one queue cannot send to another.
+    pub queue_keys: Vec<(queue_core::QueueName, KeySourceSettings)>,
 }
 
 /// Where the replay guard keeps what it knows.
@@ -112,28 +121,51 @@ impl SecuritySettings {
         SecuritySettings {
             keys,
             refresh_interval: KeyRingOptions::default().refresh_interval,
+            producer_only: false,
             replay_store: ReplayStoreSettings::InProcess {
                 capacity: crate::security::DEFAULT_REPLAY_CAPACITY,
             },
             default_policy: QueuePolicy::default(),
             queues: Vec::new(),
+            queue_keys: Vec::new(),
         }
     }
 
     /// Checks that the key source holds a valid keyset now, connects the replay store, and
     /// builds the client's [`Security`].
     pub async fn build(&self) -> Result<Security, queue_core::QueueError> {
-        // Read once now, so a missing or invalid keyset fails at startup with its path.
-        let (source, checked, path): (Arc<dyn KeySource>, _, _) = match &self.keys {
+        let ring = self.key_ring(&self.keys, None).await?;
+        let mut security = Security::new(ring)
+            .with_default_policy(self.default_policy)
+            .with_replay_store(self.replay_store().await?);
+        for (queue, policy) in &self.queues {
+            security = security.with_queue_policy(queue.clone(), *policy);
+        }
+        for (index, (queue, keys)) in self.queue_keys.iter().enumerate() {
+            let ring = self.key_ring(keys, Some(index)).await?;
+            security = security.with_queue_keys(queue.clone(), ring);
+        }
+        Ok(security)
+    }
+
+    /// The key ring over `keys`, read once now so that a missing or invalid keyset fails at
+    /// startup with its path (`security.key_file`, or `security.queues[i]...` for the keys of
+    /// the `index`th queue with keys of its own).
+    async fn key_ring(
+        &self,
+        keys: &KeySourceSettings,
+        index: Option<usize>,
+    ) -> Result<KeyRing, queue_core::QueueError> {
+        let (source, checked, field): (Arc<dyn KeySource>, _, _) = match keys {
             KeySourceSettings::File(file) => {
                 let source = FileKeys::new(file);
-                let checked = source.read().map(drop);
-                (Arc::new(source), checked, "security.key_file")
+                let checked = source.read();
+                (Arc::new(source), Some(checked), "key_file")
             }
             KeySourceSettings::Env(variable) => {
                 let source = EnvKeys::new(variable);
-                let checked = source.read().map(drop);
-                (Arc::new(source), checked, "security.key_env")
+                let checked = source.read();
+                (Arc::new(source), Some(checked), "key_env")
             }
             #[cfg(any(
                 feature = "aws-secrets-manager",
@@ -142,21 +174,64 @@ impl SecuritySettings {
             ))]
             cloud => {
                 let (source, path) = super::key_sources::connect(cloud).await?;
-                (source, Ok(()), path)
+                let field = path.strip_prefix("security.").unwrap_or(path);
+                (source, None, field)
             }
         };
-        checked.map_err(|error| ConfigError::single(path, error.to_string()))?;
-        let ring = KeyRing::with_options(
-            source,
-            KeyRingOptions::default().with_refresh_interval(self.refresh_interval),
-        );
-        let mut security = Security::new(ring)
-            .with_default_policy(self.default_policy)
-            .with_replay_store(self.replay_store().await?);
-        for (queue, policy) in &self.queues {
-            security = security.with_queue_policy(queue.clone(), *policy);
+        let path = match index {
+            None => format!("security.{field}"),
+            Some(index) => format!(
+                "security.queues[{}].{field}",
+                self.queue_keys_section(index)
+            ),
+        };
+        let problem = |reason: String| ConfigError::single(path.clone(), reason);
+        if let Some(checked) = checked {
+            let keys = checked.map_err(|error| problem(error.to_string()))?;
+            self.check_keys(&keys).map_err(problem)?;
         }
-        Ok(security)
+        Ok(KeyRing::with_options(
+            source,
+            KeyRingOptions::default()
+                .with_refresh_interval(self.refresh_interval)
+                .with_producer_only(self.producer_only),
+        ))
+    }
+
+    /// Where the `index`th queue with keys of its own is in `security.queues`.
+    fn queue_keys_section(&self, index: usize) -> usize {
+        let Some((queue, _)) = self.queue_keys.get(index) else {
+            return index;
+        };
+        self.queues
+            .iter()
+            .position(|(name, _)| name == queue)
+            .unwrap_or(index)
+    }
+
+    /// Whether `keys` serve a producer-only process: no recipient private key, and producer
+    /// keys when one of its queues seals with public keys. (A process that also consumes may
+    /// hold consumer keys alone: it may never send.)
+    fn check_keys(&self, keys: &queue_keys::Keys) -> Result<(), String> {
+        if !self.producer_only {
+            return Ok(());
+        }
+        if keys.has_recipient_private_key() {
+            return Err(
+                "the keys hold a recipient private key, and role = \"producer\": a producer \
+                 must not be able to open messages (give it the public half)"
+                    .to_owned(),
+            );
+        }
+        let seals_public = std::iter::once(&self.default_policy)
+            .chain(self.queues.iter().map(|(_, policy)| policy))
+            .any(|policy| policy.seal && policy.mode == SealMode::PublicKey);
+        if seals_public && keys.producer().is_none() {
+            return Err("role = \"producer\" with public-key queues needs \
+                        recipient_public_keys and signing_keys in the keys"
+                .to_owned());
+        }
+        Ok(())
     }
 
     async fn replay_store(
@@ -204,6 +279,8 @@ pub(super) struct SecuritySection {
     pub(super) key_wrapping: Option<String>,
     #[serde(default, with = "humantime_serde")]
     refresh_interval: Option<Duration>,
+    /// `producer`: this process only sends (its keys may hold no recipient private key).
+    role: Option<String>,
     replay_capacity: Option<u64>,
     /// `in-process` (the default) or `redis`.
     replay_store: Option<String>,
@@ -211,6 +288,7 @@ pub(super) struct SecuritySection {
     redis_prefix: Option<String>,
     // The default policy's fields (serde's `flatten` would defeat `deny_unknown_fields`).
     seal: Option<bool>,
+    mode: Option<SealMode>,
     unsealed: Option<UnsealedPolicy>,
     #[serde(default, with = "humantime_serde")]
     freshness_window: Option<Duration>,
@@ -224,6 +302,7 @@ pub(super) struct SecuritySection {
 /// The fields of one policy, as the section or a queue of it sets them.
 struct PolicyFields {
     seal: Option<bool>,
+    mode: Option<SealMode>,
     unsealed: Option<UnsealedPolicy>,
     freshness_window: Option<Duration>,
     clock_skew: Option<Duration>,
@@ -235,12 +314,16 @@ struct PolicyFields {
 struct QueuePolicySection {
     name: String,
     seal: Option<bool>,
+    mode: Option<SealMode>,
     unsealed: Option<UnsealedPolicy>,
     #[serde(default, with = "humantime_serde")]
     freshness_window: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     clock_skew: Option<Duration>,
     replay_unavailable: Option<ReplayFailure>,
+    /// This queue's own keys (a file, or a variable), instead of the section's.
+    key_file: Option<String>,
+    key_env: Option<String>,
 }
 
 impl SecuritySection {
@@ -252,6 +335,17 @@ impl SecuritySection {
     ) -> Option<SecuritySettings> {
         let raw = self;
         let keys = raw.key_source(problems, env);
+        let producer_only = match raw.role.as_deref() {
+            None | Some("any") => false,
+            Some("producer") => true,
+            Some(other) => {
+                problems.push(
+                    "security.role",
+                    format!("{other:?}: expected \"producer\" or \"any\""),
+                );
+                false
+            }
+        };
         if raw
             .refresh_interval
             .is_some_and(|interval| interval < Duration::from_millis(100))
@@ -301,6 +395,7 @@ impl SecuritySection {
             QueuePolicy::default(),
             PolicyFields {
                 seal: raw.seal,
+                mode: raw.mode,
                 unsealed: raw.unsealed,
                 freshness_window: raw.freshness_window,
                 clock_skew: raw.clock_skew,
@@ -310,6 +405,7 @@ impl SecuritySection {
             problems,
         );
         let mut queues = Vec::new();
+        let mut queue_keys = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (index, queue) in raw.queues.into_iter().enumerate() {
             let path = format!("security.queues[{index}]");
@@ -323,6 +419,7 @@ impl SecuritySection {
                 default_policy,
                 PolicyFields {
                     seal: queue.seal,
+                    mode: queue.mode,
                     unsealed: queue.unsealed,
                     freshness_window: queue.freshness_window,
                     clock_skew: queue.clock_skew,
@@ -331,8 +428,25 @@ impl SecuritySection {
                 &path,
                 problems,
             );
+            let own_keys = match (queue.key_file, queue.key_env) {
+                (Some(_), Some(_)) => {
+                    problems.push(
+                        path.clone(),
+                        "set one of key_file and key_env for a queue's own keys",
+                    );
+                    None
+                }
+                (Some(file), None) => Some(KeySourceSettings::File(file.into())),
+                (None, Some(variable)) => Some(KeySourceSettings::Env(variable)),
+                (None, None) => None,
+            };
             match queue_core::QueueName::new(&queue.name) {
-                Ok(name) => queues.push((name, policy)),
+                Ok(name) => {
+                    if let Some(keys) = own_keys {
+                        queue_keys.push((name.clone(), keys));
+                    }
+                    queues.push((name, policy));
+                }
                 Err(error) => {
                     problems.push(format!("{path}.name"), error.message().to_owned());
                 }
@@ -341,9 +455,11 @@ impl SecuritySection {
         // Every field is checked above, with or without a key source; settings need one.
         let mut settings = SecuritySettings::new(keys?);
         settings.refresh_interval = raw.refresh_interval.unwrap_or(settings.refresh_interval);
+        settings.producer_only = producer_only;
         settings.replay_store = replay_store?;
         settings.default_policy = default_policy;
         settings.queues = queues;
+        settings.queue_keys = queue_keys;
         Some(settings)
     }
 }
@@ -358,6 +474,9 @@ fn policy_from(
     let mut policy = base;
     if let Some(seal) = fields.seal {
         policy = policy.with_seal(seal);
+    }
+    if let Some(mode) = fields.mode {
+        policy = policy.with_mode(mode);
     }
     if let Some(unsealed) = fields.unsealed {
         policy = policy.with_unsealed(unsealed);

@@ -1,10 +1,15 @@
 //! Transparent sealing and opening: what makes a [`QueueClient`](crate::QueueClient) refuse
 //! everything an attacker on the queue could try.
 //!
-//! - **Send**: the body is sealed (queue-crypto envelope v1) under the primary key, bound to the
-//!   queue name, message id, session id, correlation id, content type and application
-//!   properties; a scheduled message also binds its not-before time.
-//! - **Receive**: the envelope is opened with the context rebuilt from what the transport shows,
+//! - **Send**: the body is sealed, bound to the queue name, message id, session id, correlation
+//!   id, content type and application properties; a scheduled message also binds its not-before
+//!   time. The queue's [`SealMode`] chooses the envelope: version 1 under the shared primary key,
+//!   or version 2 (public key) to the primary recipient public key, signed with the primary
+//!   signing key.
+//! - **Receive**: the envelope version chooses how it is opened: version 1 with the shared keys
+//!   (refused on a public-key queue: any holder of the shared key could have sealed it), version
+//!   2 with the consumer's recipient key pairs and trust list of senders, on any queue.
+//!   Either way the envelope is opened with the context rebuilt from what the transport shows,
 //!   so metadata that differs from what was sealed fails authentication; then freshness (against
 //!   the broker's enqueue time) and the replay guard (envelope ids of completed messages). The
 //!   application gets the plaintext and authenticated metadata only; anything refused is
@@ -26,11 +31,13 @@ use queue_core::{
     DeliveryInfo, ErrorKind, Message, QueueError, QueueName, ReceivedMessage, ReplayClaim,
     SealInfo, is_reserved_key,
 };
-use queue_crypto::{Clock, Context, CryptoError, Opened, Sealer, Suite, SystemClock, looks_sealed};
+use queue_crypto::{
+    Clock, Context, CryptoError, Sealer, Suite, SystemClock, envelope_version, looks_sealed, public,
+};
 use queue_keys::{KeyError, KeyRing, KeySource};
 use tracing::{debug, warn};
 
-pub use policy::{QueuePolicy, ReplayFailure, UnsealedPolicy};
+pub use policy::{QueuePolicy, ReplayFailure, SealMode, UnsealedPolicy};
 pub use replay::{
     ClaimOutcome, DEFAULT_REPLAY_CAPACITY, InProcessReplayStore, ReplayKey, ReplayStore,
 };
@@ -57,7 +64,11 @@ pub use replay::{RedisReplayStore, RedisStoreOptions};
 /// ```
 pub struct Security {
     keys: Arc<KeyRing>,
+    /// Queues with keys of their own (their own recipient key and trust list, or shared key).
+    queue_keys: HashMap<QueueName, Arc<KeyRing>>,
     sealer: Sealer,
+    /// Seals the public-key envelopes of queues in [`SealMode::PublicKey`].
+    public_sealer: public::Sealer,
     clock: Arc<dyn Clock>,
     default_policy: QueuePolicy,
     policies: HashMap<QueueName, QueuePolicy>,
@@ -74,6 +85,7 @@ impl fmt::Debug for Security {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Security")
             .field("keys", &self.keys)
+            .field("queue_keys", &self.queue_keys)
             .field("suite", &self.sealer.suite())
             .field("default_policy", &self.default_policy)
             .field("policies", &self.policies)
@@ -87,7 +99,9 @@ impl Security {
     pub fn new(keys: impl Into<Arc<KeyRing>>) -> Self {
         Security {
             keys: keys.into(),
+            queue_keys: HashMap::new(),
             sealer: Sealer::new(),
+            public_sealer: public::Sealer::new(),
             clock: Arc::new(SystemClock),
             replay: Arc::new(InProcessReplayStore::default()),
             replay_store_down: std::sync::atomic::AtomicBool::new(false),
@@ -117,6 +131,16 @@ impl Security {
         self
     }
 
+    /// Keys for one queue instead of the client's: its own recipient key pair and trust list
+    /// (public-key mode), its own producer keys, or its own shared key. A consumer of several
+    /// public-key queues gives each its own trust list this way, so that a producer trusted on
+    /// one queue cannot send to another.
+    #[must_use]
+    pub fn with_queue_keys(mut self, queue: QueueName, keys: impl Into<Arc<KeyRing>>) -> Self {
+        self.queue_keys.insert(queue, keys.into());
+        self
+    }
+
     /// How many envelope ids the in-process replay guard remembers (default
     /// [`DEFAULT_REPLAY_CAPACITY`]). Size it above the number of messages completed per
     /// freshness window.
@@ -133,10 +157,12 @@ impl Security {
         self
     }
 
-    /// The AEAD suite new envelopes use (default AES-256-GCM).
+    /// The AEAD suite new envelopes use, shared-key and public-key alike (default
+    /// AES-256-GCM).
     #[must_use]
     pub fn with_suite(mut self, suite: Suite) -> Self {
         self.sealer = self.sealer.with_suite(suite);
+        self.public_sealer = self.public_sealer.with_aead(suite);
         self
     }
 
@@ -145,6 +171,7 @@ impl Security {
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.sealer = self.sealer.with_clock(Arc::clone(&clock));
+        self.public_sealer = self.public_sealer.with_clock(Arc::clone(&clock));
         self.clock = clock;
         self
     }
@@ -152,6 +179,11 @@ impl Security {
     /// The key ring.
     pub fn keys(&self) -> &Arc<KeyRing> {
         &self.keys
+    }
+
+    /// The key ring that serves `queue`: its own, or the client's.
+    pub fn keys_for(&self, queue: &QueueName) -> &Arc<KeyRing> {
+        self.queue_keys.get(queue).unwrap_or(&self.keys)
     }
 
     /// The policy that applies to `queue`.
@@ -174,26 +206,64 @@ impl Security {
             meters.count_sent(false);
             return Ok(message);
         }
-        let keyset = self
-            .keys
-            .keyset()
-            .await
-            .map_err(|error| key_error(&error))?;
         let context = context_of(queue, &message);
+        let not_before = message.scheduled_enqueue_time();
         let started = Instant::now();
-        let sealed = match message.scheduled_enqueue_time() {
-            Some(not_before) => {
-                self.sealer
-                    .seal_not_before(&keyset, message.body(), &context, not_before)
+        let (sealed, key_id, sender_key_id) = match policy.mode {
+            SealMode::SharedKey => {
+                let keyset = self
+                    .keys_for(queue)
+                    .keyset()
+                    .await
+                    .map_err(|error| key_error(&error))?;
+                let sealed = match not_before {
+                    Some(not_before) => {
+                        self.sealer
+                            .seal_not_before(&keyset, message.body(), &context, not_before)
+                    }
+                    None => self.sealer.seal(&keyset, message.body(), &context),
+                }
+                .map_err(|error| crypto_error(&error))?;
+                let key_id = keyset.primary().map(|key| key.id().to_string());
+                (sealed, key_id, None)
             }
-            None => self.sealer.seal(&keyset, message.body(), &context),
-        }
-        .map_err(|error| crypto_error(&error))?;
+            SealMode::PublicKey => {
+                let keys = self
+                    .keys_for(queue)
+                    .keys()
+                    .await
+                    .map_err(|error| key_error(&error))?;
+                let producer = keys.producer().ok_or_else(|| {
+                    QueueError::new(
+                        ErrorKind::Config,
+                        format!(
+                            "queue {queue} seals with public keys, but the keys of {} hold no \
+                             recipient public key and signing key",
+                            self.keys_for(queue).source_name()
+                        ),
+                    )
+                })?;
+                let sealed = match not_before {
+                    Some(not_before) => self.public_sealer.seal_not_before(
+                        producer,
+                        message.body(),
+                        &context,
+                        not_before,
+                    ),
+                    None => self.public_sealer.seal(producer, message.body(), &context),
+                }
+                .map_err(|error| crypto_error(&error))?;
+                let key_id = producer.primary_recipient().map(|key| key.id().to_string());
+                let sender = producer.primary_signer().map(|key| key.id().to_string());
+                (sealed, key_id, sender)
+            }
+        };
         meters.seal_duration.record(started.elapsed().as_secs_f64());
         debug!(
             messaging.destination.name = %queue,
             messaging.message.id = %message.message_id(),
-            key_id = keyset.primary().map(|key| key.id().as_str()).unwrap_or(""),
+            key_id = key_id.as_deref().unwrap_or(""),
+            sender_key_id = sender_key_id.as_deref().unwrap_or(""),
             "sealed"
         );
         message.set_body(sealed);
@@ -233,9 +303,20 @@ impl Security {
                 }
             };
         }
+        if policy.mode == SealMode::PublicKey && envelope_version(received.body()) == Some(1) {
+            return Verdict::Reject(
+                received,
+                Refusal::new(
+                    Rejection::Authentication,
+                    "shared_key_envelope",
+                    "a shared-key envelope on a public-key queue: any holder of the shared key \
+                     could have sealed it",
+                ),
+            );
+        }
         let context = context_of(queue, &received.message);
         let started = Instant::now();
-        let opened = match self.keys.open(received.body(), &context).await {
+        let opened = match self.open(queue, received.body(), &context).await {
             Ok(opened) => opened,
             Err(error) => {
                 return match refusal_of(&error) {
@@ -248,10 +329,8 @@ impl Security {
 
         // Freshness, against the broker's clock: when did the broker take this copy?
         let enqueued_at = received.enqueued_at();
-        let sealed_at = opened.sealed_at();
-        let valid_from = opened
-            .not_before()
-            .map_or(sealed_at, |at| at.max(sealed_at));
+        let sealed_at = opened.sealed_at;
+        let valid_from = opened.not_before.map_or(sealed_at, |at| at.max(sealed_at));
         let stale = |detail: &'static str, error_type: &'static str| {
             Refusal::new(Rejection::Stale, error_type, detail)
         };
@@ -266,7 +345,7 @@ impl Security {
                 "stale",
             ))
         } else if opened
-            .not_before()
+            .not_before
             .is_some_and(|not_before| self.clock.now() + policy.clock_skew < not_before)
         {
             Some(stale(
@@ -277,7 +356,7 @@ impl Security {
             None
         };
         if let Some(mut refusal) = refusal {
-            refusal.key_id = Some(opened.key_id().to_string());
+            refusal.key_id = Some(opened.key_id.clone());
             return Verdict::Reject(received, refusal);
         }
 
@@ -288,7 +367,7 @@ impl Security {
         };
         let key = ReplayKey {
             queue,
-            envelope_id: opened.envelope_id(),
+            envelope_id: &opened.envelope_id,
         };
         let now = self.clock.now();
         match self
@@ -300,7 +379,7 @@ impl Security {
             Ok(ClaimOutcome::Completed) => {
                 let mut refusal =
                     Refusal::new(Rejection::Replay, "replay", "a copy of a completed message");
-                refusal.key_id = Some(opened.key_id().to_string());
+                refusal.key_id = Some(opened.key_id.clone());
                 return Verdict::Reject(received, refusal);
             }
             Ok(ClaimOutcome::HeldElsewhere { until }) => {
@@ -343,7 +422,8 @@ impl Security {
         debug!(
             messaging.destination.name = %queue,
             messaging.message.id = %message_id,
-            key_id = %opened.key_id(),
+            key_id = %opened.key_id,
+            sender_key_id = opened.sender_key_id.as_deref().unwrap_or(""),
             delivery_count = received.delivery_count(),
             "opened"
         );
@@ -353,6 +433,38 @@ impl Security {
         }
         meters.count_received(true);
         Verdict::Accept(received)
+    }
+
+    /// Opens an envelope of either version, chosen by its version byte (unauthenticated, but an
+    /// envelope opened by the wrong version's `open` is refused all the same).
+    async fn open(
+        &self,
+        queue: &QueueName,
+        envelope: &[u8],
+        context: &Context<'_>,
+    ) -> Result<Authenticated, KeyError> {
+        let keys = self.keys_for(queue);
+        if envelope_version(envelope) == Some(public::VERSION) {
+            let opened = keys.open_public(envelope, context).await?;
+            Ok(Authenticated {
+                key_id: opened.recipient_key_id().to_string(),
+                sender_key_id: Some(opened.sender_key_id().to_string()),
+                envelope_id: *opened.envelope_id(),
+                sealed_at: opened.sealed_at(),
+                not_before: opened.not_before(),
+                plaintext: opened.into_plaintext(),
+            })
+        } else {
+            let opened = keys.open(envelope, context).await?;
+            Ok(Authenticated {
+                key_id: opened.key_id().to_string(),
+                sender_key_id: None,
+                envelope_id: *opened.envelope_id(),
+                sealed_at: opened.sealed_at(),
+                not_before: opened.not_before(),
+                plaintext: opened.into_plaintext(),
+            })
+        }
     }
 
     /// Notes a failure of the replay store: counted, and receives from fail-closed queues wait
@@ -409,7 +521,7 @@ impl Security {
             return;
         }
         let context = context_of(queue, message);
-        if let Ok(opened) = self.keys.open(message.body(), &context).await {
+        if let Ok(opened) = self.open(queue, message.body(), &context).await {
             hand_over(opened, message, delivery);
         }
     }
@@ -625,6 +737,16 @@ fn refusal_of(error: &KeyError) -> Option<Refusal> {
             "expired_key",
             "sealed after its key's not_after",
         ),
+        KeyError::Crypto(CryptoError::UntrustedSender(_)) => (
+            Rejection::Authentication,
+            "untrusted_sender",
+            "signed by a sender key that is not on the trust list",
+        ),
+        KeyError::Crypto(CryptoError::RetiredSender(_)) => (
+            Rejection::Key,
+            "retired_sender",
+            "signed by a retired sender key",
+        ),
         KeyError::Crypto(CryptoError::DecryptFailed) => (
             Rejection::Authentication,
             "authentication",
@@ -639,7 +761,11 @@ fn refusal_of(error: &KeyError) -> Option<Refusal> {
     };
     let mut refusal = Refusal::new(rejection, error_type, detail);
     if let KeyError::Crypto(
-        CryptoError::UnknownKeyId(id) | CryptoError::RetiredKey(id) | CryptoError::KeyExpired(id),
+        CryptoError::UnknownKeyId(id)
+        | CryptoError::RetiredKey(id)
+        | CryptoError::KeyExpired(id)
+        | CryptoError::UntrustedSender(id)
+        | CryptoError::RetiredSender(id),
     ) = error
     {
         refusal.key_id = Some(id.clone());
@@ -681,16 +807,32 @@ fn strip_reserved(message: &mut Message) {
     }
 }
 
+/// What an opened envelope of either version proved.
+struct Authenticated {
+    /// The shared key (version 1) or the recipient key (version 2) it was sealed under.
+    key_id: String,
+    /// The sender key whose signature it carries (version 2 only).
+    sender_key_id: Option<String>,
+    envelope_id: [u8; 32],
+    sealed_at: SystemTime,
+    not_before: Option<SystemTime>,
+    plaintext: Vec<u8>,
+}
+
 /// Only what was authenticated reaches the application: the plaintext, the metadata without
 /// the transport's reserved properties, and what the seal proved.
-fn hand_over(opened: Opened, message: &mut Message, delivery: &mut DeliveryInfo) {
-    delivery.seal = Some(SealInfo::new(
-        opened.key_id().as_str(),
-        *opened.envelope_id(),
-        opened.sealed_at(),
-        opened.not_before(),
-    ));
-    message.set_body(Bytes::from(opened.into_plaintext()));
+fn hand_over(opened: Authenticated, message: &mut Message, delivery: &mut DeliveryInfo) {
+    let mut seal = SealInfo::new(
+        opened.key_id,
+        opened.envelope_id,
+        opened.sealed_at,
+        opened.not_before,
+    );
+    if let Some(sender) = opened.sender_key_id {
+        seal = seal.with_sender_key_id(sender);
+    }
+    delivery.seal = Some(seal);
+    message.set_body(Bytes::from(opened.plaintext));
     strip_reserved(message);
 }
 

@@ -34,6 +34,22 @@ pub enum ReplayFailure {
     FailOpen,
 }
 
+/// Which envelope a queue's messages are sealed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SealMode {
+    /// Version 1: one shared master key that every party holds. Whoever can seal can also open,
+    /// and any holder can seal as any other. The default.
+    #[default]
+    SharedKey,
+    /// Version 2: sealed to the consumers' recipient public key and signed by the producer's
+    /// signing key. Producers seal but cannot open; consumers know which producer sealed each
+    /// message, and refuse a shared-key envelope on this queue (anyone holding the shared key
+    /// could have sealed it).
+    PublicKey,
+}
+
 /// The security policy of one queue. Secure by default: seal on send, refuse unsealed messages,
 /// a 5-minute freshness window with 1 minute of clock skew tolerated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +57,8 @@ pub enum ReplayFailure {
 pub struct QueuePolicy {
     /// Seal messages sent to this queue.
     pub seal: bool,
+    /// Which envelope seals them, and which envelopes are accepted from it.
+    pub mode: SealMode,
     /// What to do with unsealed messages received from it.
     pub unsealed: UnsealedPolicy,
     /// A sealed message is refused when the broker enqueued it later than this after it was
@@ -58,6 +76,7 @@ impl Default for QueuePolicy {
     fn default() -> Self {
         QueuePolicy {
             seal: true,
+            mode: SealMode::SharedKey,
             unsealed: UnsealedPolicy::Reject,
             freshness_window: Duration::from_secs(5 * 60),
             clock_skew: Duration::from_secs(60),
@@ -71,6 +90,13 @@ impl QueuePolicy {
     #[must_use]
     pub fn with_seal(mut self, seal: bool) -> Self {
         self.seal = seal;
+        self
+    }
+
+    /// Sets [`mode`](Self::mode).
+    #[must_use]
+    pub fn with_mode(mut self, mode: SealMode) -> Self {
+        self.mode = mode;
         self
     }
 
