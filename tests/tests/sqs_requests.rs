@@ -262,9 +262,9 @@ async fn counted(
     (counter, provider, queue)
 }
 
-/// 1,000 messages, sent in batches (not counted); on FIFO, 100 sessions of ten.
-async fn fill(provider: &SqsProvider, queue: &QueueName, fifo: bool) {
-    let messages: Vec<Message> = (0..MESSAGES)
+/// `count` messages, sent in batches (not counted); on FIFO, in 100 sessions.
+async fn fill(provider: &SqsProvider, queue: &QueueName, fifo: bool, count: usize) {
+    let messages: Vec<Message> = (0..count)
         .map(|index| {
             let builder = Message::builder(format!("message {index}"));
             let builder = if fifo {
@@ -280,8 +280,8 @@ async fn fill(provider: &SqsProvider, queue: &QueueName, fifo: bool) {
     }
 }
 
-fn per_message(counts: &BTreeMap<String, u64>) -> f64 {
-    counts.values().sum::<u64>() as f64 / MESSAGES as f64
+fn per_message(counts: &BTreeMap<String, u64>, messages: usize) -> f64 {
+    counts.values().sum::<u64>() as f64 / messages as f64
 }
 
 /// What one drain cost: requests per message, the counts by action, and the latency of each
@@ -304,16 +304,27 @@ impl std::fmt::Display for Drained {
     }
 }
 
-/// Drains the queue with a processor whose handler completes at once, settling with this
-/// linger; every `complete` is timed.
+/// Drains [`MESSAGES`] messages with a processor whose handler completes at once, settling
+/// with this linger; every `complete` is timed.
 async fn drain(
     endpoint: &str,
     fifo: bool,
     options: ProcessorOptions,
     settle_linger: Duration,
 ) -> Drained {
+    drain_some(endpoint, fifo, options, settle_linger, MESSAGES).await
+}
+
+/// [`drain`], of `messages` messages.
+async fn drain_some(
+    endpoint: &str,
+    fifo: bool,
+    options: ProcessorOptions,
+    settle_linger: Duration,
+    messages: usize,
+) -> Drained {
     let (counter, provider, queue) = counted(endpoint, fifo, settle_linger).await;
-    fill(&provider, &queue, fifo).await;
+    fill(&provider, &queue, fifo, messages).await;
     let timed = Arc::new(TimedCompletes {
         inner: provider,
         completes: Latencies::default(),
@@ -330,7 +341,7 @@ async fn drain(
         move |_message: ReceivedMessage, _: HandlerContext| {
             let (handled, shutdown) = (Arc::clone(&handled), shutdown.clone());
             async move {
-                if handled.fetch_add(1, Ordering::SeqCst) + 1 == MESSAGES {
+                if handled.fetch_add(1, Ordering::SeqCst) + 1 == messages {
                     shutdown.cancel();
                 }
                 Outcome::Complete
@@ -344,17 +355,17 @@ async fn drain(
         .expect("drained in time")
         .unwrap();
     let took = started.elapsed();
-    assert_eq!(report.completed, MESSAGES as u64, "{report:?}");
+    assert_eq!(report.completed, messages as u64, "{report:?}");
     let counts = counter.counts();
     let completes = timed.completes.summary();
     assert_eq!(
         (completes.count(), timed.failed.load(Ordering::SeqCst)),
-        (MESSAGES, 0),
+        (messages, 0),
         "every complete timed, none failed"
     );
     Drained {
         took,
-        per_message: per_message(&counts),
+        per_message: per_message(&counts, messages),
         counts,
         completes,
     }
@@ -409,6 +420,43 @@ async fn the_processor_on_a_standard_queue_needs_a_quarter_request_per_message()
     }
 }
 
+/// Without load, a linger costs what it says: a processor of concurrency 1 completes one message
+/// at a time, so no batch ever fills and every `complete` waits out the linger before its
+/// (one-entry) batch goes. The worst case for latency, measured against linger zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_complete_waits_out_the_settle_linger_and_little_more() {
+    let Some(endpoint) = test_server_or_skip().unwrap() else {
+        return;
+    };
+    let _turn = one_at_a_time().await;
+    let (linger, messages) = (default_linger(), 100);
+    let options = ProcessorOptions::default().with_max_concurrency(1);
+    let unbatched = drain_some(&endpoint, false, options.clone(), Duration::ZERO, messages).await;
+    let batched = drain_some(&endpoint, false, options, linger, messages).await;
+    eprintln!("standard queue, concurrency 1, settle linger 0: {unbatched}");
+    eprintln!("standard queue, concurrency 1, settle linger {linger:?}: {batched}");
+    let (p50, p99) = (
+        added_ms(batched.completes.p50(), unbatched.completes.p50()),
+        added_ms(batched.completes.p99(), unbatched.completes.p99()),
+    );
+    eprintln!(
+        "standard queue, concurrency 1: the settle linger adds {p50:+.1} ms at p50, {p99:+.1} ms \
+         at p99"
+    );
+    // One entry per batch: as many requests either way, and no complete is answered before the
+    // linger ran out.
+    assert_eq!(
+        batched.counts.get("DeleteMessageBatch"),
+        Some(&(messages as u64)),
+        "{batched}"
+    );
+    assert!(batched.completes.sorted[0] >= linger, "{batched}");
+    assert!(
+        batched.completes.p99() < unbatched.completes.p99() + ADDED_P99_BOUND,
+        "the settle linger added {p99:+.1} ms at p99: {batched} against {unbatched}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_processor_on_a_fifo_queue_needs_at_most_035_requests_per_message() {
     let Some(endpoint) = test_server_or_skip().unwrap() else {
@@ -437,7 +485,7 @@ struct Sent {
 
 impl Sent {
     fn per_message(&self) -> f64 {
-        per_message(&self.counts)
+        per_message(&self.counts, MESSAGES)
     }
 }
 
