@@ -472,7 +472,7 @@ async fn the_processor_on_a_fifo_queue_needs_at_most_035_requests_per_message() 
 }
 
 /// What sending 1,000 messages from 16 tasks cost: requests by action, each `send`'s latency,
-/// and the message ids sent.
+/// the time for all; and the client and queue, to check what arrived.
 struct Sent {
     /// The proxy the client goes through: it must outlive the receives that check the messages.
     _counter: RequestCounter,
