@@ -42,10 +42,11 @@ use queue_sqs::{SqsConfig, SqsProvider};
 const MESSAGES: usize = 1_000;
 
 /// The bound on the p99 latency a linger may add, against the same load with batching off. The
-/// linger itself is 5 ms; the bound is generous because this runs on loaded CI machines, where a
-/// scheduling hiccup or a slow moto call lands in the p99. What it catches is a coalescer that
-/// holds entries far past its linger (a lost wake-up, a flush that waits for a full batch).
-const ADDED_P99_BOUND: Duration = Duration::from_secs(1);
+/// linger itself is 5 ms; the bound is generous because this runs on loaded CI machines, and moto
+/// stalls now and then under load (up to 0.8 s seen), landing in one drain's p99 and not the
+/// other's. What it catches is a coalescer that holds entries far past its linger (a lost
+/// wake-up, a flush that waits for a full batch).
+const ADDED_P99_BOUND: Duration = Duration::from_secs(2);
 
 /// Taken by every test for its whole run, so that tests do not load the one server together.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
