@@ -57,6 +57,7 @@ impl ServiceBusEmulator {
             .context("the workspace path is not UTF-8")?;
         let address = free_loopback_address()?.to_string();
         let port = AMQP_PORT.to_string();
+        let answer_delay = ANSWER_DELAY_MS.to_string();
         let args = [
             "--config",
             entities_text,
@@ -64,6 +65,8 @@ impl ServiceBusEmulator {
             &address,
             "--port",
             &port,
+            "--answer-delay",
+            &answer_delay,
             "--verbose",
         ];
         println!(
@@ -130,6 +133,12 @@ impl Drop for ServiceBusEmulator {
         let _ = self.child.wait();
     }
 }
+
+/// How long the emulator waits before answering a transfer, in milliseconds: Service Bus
+/// answers from across a network, and azservicebus 0.25 (fe2o3-amqp 0.14.1) loses the outcome
+/// of a transfer answered before it has recorded it, which an answer from loopback can be
+/// when the machine is busy (see the emulator's README).
+const ANSWER_DELAY_MS: u32 = 10;
 
 /// The AMQP port. azservicebus 0.25 drops the port of a connection string's endpoint and always
 /// dials 5672 (`build_connection_resource` sets it to none), so the emulator must listen there.

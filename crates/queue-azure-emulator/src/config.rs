@@ -16,6 +16,8 @@ pub const DEFAULT_MAX_FRAME_SIZE: u32 = 256 * 1024;
 /// How long a next-available session receiver waits for a session when it names no wait of its
 /// own (the service holds such an attach for about a minute).
 pub const DEFAULT_SESSION_WAIT: Duration = Duration::from_secs(60);
+/// The longest `answer_delay` accepted.
+const MAX_ANSWER_DELAY: Duration = Duration::from_secs(1);
 /// The Service Bus Standard tier's message size limit.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 256 * 1024;
 
@@ -62,6 +64,8 @@ struct Settings {
     max_frame_size: u32,
     #[serde(with = "humantime_serde")]
     session_wait: Duration,
+    #[serde(with = "humantime_serde")]
+    answer_delay: Duration,
 }
 
 impl Default for Settings {
@@ -69,6 +73,7 @@ impl Default for Settings {
         Settings {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             session_wait: DEFAULT_SESSION_WAIT,
+            answer_delay: Duration::ZERO,
         }
     }
 }
@@ -130,6 +135,17 @@ impl EmulatorConfig {
         self
     }
 
+    /// How long the broker waits before it takes in a message or request the client has
+    /// transferred (and so before it answers), like a namespace across a network. Zero by
+    /// default. Clients built on fe2o3-amqp 0.14.1 (azservicebus 0.25) lose the outcome of a
+    /// transfer answered before they have recorded it, which an answer from loopback can be
+    /// when the OS preempts the sending thread; a few milliseconds make that as unlikely as it
+    /// is against Service Bus itself (see the crate's README).
+    pub fn with_answer_delay(mut self, delay: Duration) -> Self {
+        self.settings.answer_delay = delay;
+        self
+    }
+
     /// The queues.
     pub fn queues(&self) -> &[QueueConfig] {
         &self.queues
@@ -145,11 +161,21 @@ impl EmulatorConfig {
         self.settings.session_wait
     }
 
+    /// The wait before a transferred message or request is taken in.
+    pub fn answer_delay(&self) -> Duration {
+        self.settings.answer_delay
+    }
+
     /// Checks every field, naming each problem with its path.
     pub fn validate(&self) -> Result<(), EmulatorError> {
         let mut problems = Vec::new();
         if self.settings.max_frame_size < 4096 {
             problems.push("emulator.max_frame_size: must be at least 4096".to_owned());
+        }
+        if self.settings.answer_delay > MAX_ANSWER_DELAY {
+            problems.push(format!(
+                "emulator.answer_delay: at most {MAX_ANSWER_DELAY:?} (it delays every transfer)"
+            ));
         }
         let mut names = HashSet::new();
         for (index, queue) in self.queues.iter().enumerate() {
@@ -349,6 +375,7 @@ mod tests {
             [emulator]
             max_frame_size = 65536
             session_wait = "2s"
+            answer_delay = "10ms"
 
             [[queues]]
             name = "q"
@@ -364,6 +391,8 @@ mod tests {
         .unwrap();
         assert_eq!(config.max_frame_size(), 65536);
         assert_eq!(config.session_wait(), Duration::from_secs(2));
+        assert_eq!(config.answer_delay(), Duration::from_millis(10));
+        assert_eq!(EmulatorConfig::new().answer_delay(), Duration::ZERO);
         let queue = &config.queues()[0];
         let options = queue.queue_options();
         assert_eq!(options.lock_duration(), Duration::from_secs(5));
@@ -383,6 +412,7 @@ mod tests {
     fn every_problem_is_named() {
         let error = EmulatorConfig::new()
             .with_max_frame_size(100)
+            .with_answer_delay(Duration::from_secs(2))
             .with_queue(QueueConfig::new("Orders"))
             .with_queue(
                 QueueConfig::new("orders")
@@ -395,6 +425,7 @@ mod tests {
             .to_string();
         for expected in [
             "emulator.max_frame_size",
+            "emulator.answer_delay",
             "queues[1].name",
             "queues[1].max_delivery_count",
             "queues[1].lock_duration",

@@ -8,18 +8,24 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use queue_azure_emulator::{Emulator, EmulatorConfig};
 
 const HELP: &str = "\
 queue-azure-emulator: a Service Bus test broker (AMQP 1.0, plain, no authorization)
 
-usage: queue-azure-emulator --config <entities.toml> [--bind <ip>] [--port <port>] [--verbose]
+usage: queue-azure-emulator --config <entities.toml> [--bind <ip>] [--port <port>]
+                            [--answer-delay <ms>] [--verbose]
 
   --config <file>   the queues to serve (see the crate's README for the format)
   --bind <ip>       the address to listen on (default 127.0.0.1; anything but loopback
                     exposes an unauthenticated broker)
   --port <port>     the port (default 5672; 0 picks a free one)
+  --answer-delay <ms>
+                    wait this long before taking in each message or request a client
+                    transfers, like a namespace across a network (overrides the file's
+                    emulator.answer_delay; see the README for why the tests use 10)
   --verbose         log connections and protocol errors
   --help            this text
 ";
@@ -28,6 +34,7 @@ usage: queue-azure-emulator --config <entities.toml> [--bind <ip>] [--port <port
 struct Options {
     config: PathBuf,
     address: SocketAddr,
+    answer_delay: Option<Duration>,
     verbose: bool,
 }
 
@@ -36,6 +43,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
     let mut ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut port: u16 = 5672;
     let mut verbose = false;
+    let mut answer_delay = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -57,6 +65,13 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                     .parse()
                     .map_err(|_| format!("--port: {text:?} is not a port number"))?;
             }
+            "--answer-delay" => {
+                let text = value("--answer-delay")?;
+                let millis: u64 = text.parse().map_err(|_| {
+                    format!("--answer-delay: {text:?} is not a number of milliseconds")
+                })?;
+                answer_delay = Some(Duration::from_millis(millis));
+            }
             "--verbose" => verbose = true,
             "--help" | "-h" => return Ok(None),
             other => return Err(format!("unknown argument {other:?}")),
@@ -66,6 +81,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
     Ok(Some(Options {
         config,
         address: SocketAddr::new(ip, port),
+        answer_delay,
         verbose,
     }))
 }
@@ -112,7 +128,11 @@ fn main() -> ExitCode {
 }
 
 async fn serve(options: Options) -> Result<(), Box<dyn std::error::Error>> {
-    let config = EmulatorConfig::from_file(&options.config)?;
+    let mut config = EmulatorConfig::from_file(&options.config)?;
+    if let Some(delay) = options.answer_delay {
+        config = config.with_answer_delay(delay);
+        config.validate()?;
+    }
     if !options.address.ip().is_loopback() {
         eprintln!(
             "queue-azure-emulator: warning: listening on {}, not loopback: anyone who can reach \
@@ -150,6 +170,11 @@ mod tests {
         assert_eq!(options.config, PathBuf::from("q.toml"));
         assert_eq!(options.address, "127.0.0.1:0".parse().unwrap());
         assert!(!options.verbose);
+        assert_eq!(options.answer_delay, None);
+        let delayed = parse(&args("--config q.toml --answer-delay 10"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(delayed.answer_delay, Some(Duration::from_millis(10)));
         let defaults = parse(&args("--config q.toml")).unwrap().unwrap();
         assert_eq!(defaults.address.port(), 5672);
         assert_eq!(parse(&args("--help")).unwrap(), None);
@@ -159,6 +184,7 @@ mod tests {
             "--bind nowhere --config q",
             "--config",
             "--colour red",
+            "--config q --answer-delay soon",
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad}");
         }

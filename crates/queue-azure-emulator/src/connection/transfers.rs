@@ -94,6 +94,10 @@ impl Connection {
             receiving.partial = Some(partial);
             return Ok(());
         }
+        let delay = self.broker.config.answer_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         receiving.delivery_count = receiving.delivery_count.wrapping_add(1);
         receiving.credit = receiving.credit.saturating_sub(1);
         let state = if partial.oversized {
