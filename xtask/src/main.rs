@@ -33,7 +33,8 @@ cargo xtask <command>
                           Service Bus emulator), the Azure Service Bus suites beside them
                           (against the emulator, or the namespace of
                           QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING when set), then the
-                          doctests, then the Service Bus judge (below)
+                          doctests, then the Service Bus judge (below), then the interop of
+                          Python's SDK and queue-azure both ways (judge/interop.py)
   servicebus-judge        Microsoft's Python SDK (azure-servicebus, installed from PyPI into
                           .xtask/servicebus-venv) runs its scenario against our Service Bus
                           emulator, which the xtask builds and starts on port 5672 of a free
@@ -404,7 +405,12 @@ fn test(root: &Path) -> Result<()> {
         &["test", "--workspace", "--doc", "--all-features"],
         &[],
     )?;
-    servicebus::judge(root, &emulator)
+    servicebus::judge(root, &emulator)?;
+    let interop = binaries
+        .iter()
+        .find(|binary| binary.package == "queue-azure" && binary.target == "interop")
+        .context("the interop test of queue-azure was not built")?;
+    servicebus::interop(root, &emulator, interop, AZURE_VARIABLE)
 }
 
 /// The Service Bus suites (`#[ignore]`d in a plain run, so that they never count as passed

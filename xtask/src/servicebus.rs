@@ -186,32 +186,84 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
 }
 
+/// The judge's Python (from its venv, installed on first use), or `None` when Python cannot
+/// run here: that fails in CI and says SKIPPED, naming `what`, elsewhere.
+fn judge_python(root: &Path, what: &str) -> Result<Option<PathBuf>> {
+    if let Err(reason) = crate::python::available() {
+        if in_ci() {
+            bail!("{what} needs Python with venv, and CI=true: {reason}");
+        }
+        println!("SKIPPED: {what} because {reason}; nothing was checked against the emulator");
+        return Ok(None);
+    }
+    let venv = crate::python::venv(root, "servicebus-venv", AZURE_SERVICEBUS)?;
+    Ok(Some(venv.join("bin").join("python")))
+}
+
+/// A path as the `&str` a command line takes.
+fn text(path: &Path) -> Result<&str> {
+    path.to_str().context("the workspace path is not UTF-8")
+}
+
 /// Runs Microsoft's Python SDK scenario against `emulator`. Without Python (or its venv module)
 /// it fails in CI and says SKIPPED elsewhere.
 pub(crate) fn judge(root: &Path, emulator: &ServiceBusEmulator) -> Result<()> {
-    if let Err(reason) = crate::python::available() {
-        if in_ci() {
-            bail!("the Service Bus judge needs Python with venv, and CI=true: {reason}");
-        }
-        println!(
-            "SKIPPED: the Service Bus judge (Microsoft's Python SDK against the emulator) because \
-             {reason}; nothing was checked against the emulator"
-        );
+    let what = "the Service Bus judge (Microsoft's Python SDK against the emulator)";
+    let Some(python) = judge_python(root, what)? else {
         return Ok(());
-    }
-    let venv = crate::python::venv(root, "servicebus-venv", AZURE_SERVICEBUS)?;
-    let python = venv.join("bin").join("python");
+    };
     let scenario: PathBuf = root.join(CRATE).join("judge").join("scenario.py");
     crate::run::run(
         root,
-        python.to_str().context("the workspace path is not UTF-8")?,
-        &[scenario
-            .to_str()
-            .context("the workspace path is not UTF-8")?],
+        text(&python)?,
+        &[text(&scenario)?],
         &[
             (CONNECTION_STRING_VARIABLE, emulator.connection_string()),
             ("PYTHONDONTWRITEBYTECODE", "1"),
         ],
     )
     .context("Microsoft's Python SDK failed against the emulator (the steps above say which)")
+}
+
+/// Cross-client interop through `emulator`: Python sends a message with every field
+/// (`judge/interop.py send`), queue-azure receives and checks it and sends its own
+/// (`rust_half`: the `interop` test of queue-azure, with the test connection variable named
+/// `test_variable`), and Python checks that one (`interop.py check`).
+pub(crate) fn interop(
+    root: &Path,
+    emulator: &ServiceBusEmulator,
+    rust_half: &crate::run::TestBinary,
+    test_variable: &str,
+) -> Result<()> {
+    let what = "the interop of Microsoft's Python SDK and queue-azure";
+    let Some(python) = judge_python(root, what)? else {
+        return Ok(());
+    };
+    let script: PathBuf = root.join(CRATE).join("judge").join("interop.py");
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let run_id = format!("{}-{started}", std::process::id());
+    let connection_string = emulator.connection_string();
+    let python_half = |half: &str| {
+        crate::run::run(
+            root,
+            text(&python)?,
+            &[text(&script)?, half, &run_id, connection_string],
+            &[("PYTHONDONTWRITEBYTECODE", "1")],
+        )
+    };
+    python_half("send").context("Python could not send its interop message")?;
+    crate::run::run(
+        &rust_half.dir,
+        text(&rust_half.program)?,
+        &["--ignored", "--nocapture"],
+        &[
+            (test_variable, connection_string),
+            ("QUEUE_RUNTIME_INTEROP_RUN", &run_id),
+        ],
+    )
+    .context("queue-azure did not read Python's message as sent (or could not answer)")?;
+    python_half("check").context("Python did not read queue-azure's message as sent")
 }
