@@ -22,6 +22,14 @@ pub(crate) const MIN_POLL: Duration = Duration::from_millis(250);
 /// After the first message arrived, how long to keep collecting up to `max_messages` (the SDK
 /// would otherwise wait the whole poll for a full batch).
 pub(crate) const MORE_MESSAGES_WAIT: Duration = Duration::from_millis(100);
+/// After a receive's last poll came back empty, one more poll this short. The SDK ends an
+/// empty poll by draining the link's credit without waiting for the broker, and the broker
+/// answers a drain by sending what it has: those deliveries land in the link's buffer after the
+/// poll returned, where they would sit locked until a later receive on this link. The drain
+/// also leaves the SDK's next credit stale (its flow carries the delivery count from before the
+/// broker's answer, so the broker grants nothing), which is why the first poll after an empty
+/// one can stay empty however much is queued. The grace poll collects what the drain brought.
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_millis(50);
 
 /// What a receive link does, plain or session.
 #[async_trait]

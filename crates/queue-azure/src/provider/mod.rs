@@ -55,16 +55,15 @@ type Shared<T> = Arc<AsyncMutex<Option<T>>>;
 /// Runs an operation on the SDK outside tokio's cooperative budget, and turns a panic inside
 /// the SDK into an error.
 ///
-/// fe2o3-amqp 0.14.1 (under azservicebus 0.25) hands a transfer to its session first and only
-/// then records it as waiting for an outcome. When the task yields in between, a broker that
-/// answers quickly settles a transfer the link does not know yet: the outcome is lost, the send
-/// or management request waits out its whole try timeout, and the SDK's retry of a send then
-/// panics ("called after complete"). Tokio forces such a yield whenever a task has used up its
-/// budget, which a busy task does every so many awaits; outside the budget nothing in between
-/// yields. A thread preempted by the OS right there can still lose the race (rarely; see
-/// docs/providers.md), so the SDK's panic is caught here: the caller gets an error saying the
-/// outcome is unknown, never a panic. Every call is bounded by the SDK's try timeout, so
-/// nothing run here can spin.
+/// fe2o3-amqp 0.14.1 (under azservicebus 0.25) hands a transfer to its session task first and
+/// only then records it as waiting for an outcome. A disposition processed in between is
+/// dropped: the send or management request waits out its whole try timeout, and the SDK's
+/// retry of a send then panics ("called after complete"). Tokio forces a yield there whenever
+/// the task has used up its budget; outside the budget it does not, which leaves only the OS
+/// preempting the thread at that moment (rare across a network, not across loopback on a busy
+/// machine: see docs/providers.md). The SDK's panic is caught here, so the caller gets an error
+/// saying the outcome is unknown, never a panic. Every call is bounded by the SDK's try
+/// timeout, so nothing run here can spin.
 async fn uninterrupted<T>(operation: impl Future<Output = Result<T>>) -> Result<T> {
     match AssertUnwindSafe(tokio::task::unconstrained(operation))
         .catch_unwind()

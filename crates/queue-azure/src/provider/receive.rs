@@ -21,7 +21,7 @@ use super::session::SessionLink;
 use super::{AzureProvider, NAME, Shared, UNREADABLE_BODY_REASON};
 use crate::codec::{self, Incoming};
 use crate::error::{closed, lock_lost, map_sdk_error};
-use crate::links::{LinkReceiver, Settle, next_poll, poll};
+use crate::links::{DRAIN_GRACE, LinkReceiver, Settle, next_poll, poll};
 
 /// A receive link held for one caller (the guard knows its link).
 type LinkGuard = OwnedMutexGuard<Option<ServiceBusReceiver>>;
@@ -134,18 +134,20 @@ impl AzureProvider {
     ) -> Result<Vec<ReceivedMessage>> {
         let max = check_max_messages(options.max_messages, &self.inner.capabilities)?;
         let deadline = Instant::now() + options.wait;
+        // Set once the wait is over: one short poll then collects what the last drain brought.
+        let mut grace = false;
         loop {
             let mut guard = self.checkout(queue, options.sub_queue).await?;
             let link = OwnedMutexGuard::mutex(&guard).clone();
             let Some(receiver) = guard.as_mut() else {
                 continue;
             };
-            let polled = poll(
-                receiver,
-                u32::try_from(max).unwrap_or(u32::MAX),
-                next_poll(deadline),
-            )
-            .await;
+            let wait = if grace {
+                DRAIN_GRACE
+            } else {
+                next_poll(deadline)
+            };
+            let polled = poll(receiver, u32::try_from(max).unwrap_or(u32::MAX), wait).await;
             let raw = match polled {
                 Ok(raw) => raw,
                 Err(error) => {
@@ -161,9 +163,10 @@ impl AzureProvider {
             })
             .await;
             drop(guard);
-            if !messages.is_empty() || Instant::now() >= deadline {
+            if !messages.is_empty() || grace {
                 return Ok(messages);
             }
+            grace = Instant::now() >= deadline;
         }
     }
 

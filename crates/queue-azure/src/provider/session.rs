@@ -23,7 +23,7 @@ use super::receive::{DeliveryLink, accept_deliveries};
 use super::{AzureProvider, Inner, uninterrupted};
 use crate::codec;
 use crate::error::{closed, lock_lost, map_sdk_error};
-use crate::links::{next_poll, poll};
+use crate::links::{DRAIN_GRACE, next_poll, poll};
 
 /// How often a named session held by someone else is asked for again.
 const NAMED_SESSION_RETRY: Duration = Duration::from_millis(500);
@@ -282,13 +282,23 @@ impl SessionReceiver for AzureSessionReceiver {
             let max = check_max_messages(max_messages, &self.link.provider.capabilities)?;
             let max = u32::try_from(max).unwrap_or(u32::MAX);
             let deadline = Instant::now() + wait;
+            // As for queues: one short poll after the wait collects what the last drain brought.
+            let mut grace = false;
             loop {
                 self.link.check_lock("receive")?;
                 let mut guard = self.link.receiver.lock().await;
                 let receiver = guard.as_mut().ok_or_else(|| closed("receive"))?;
-                let raw = poll(receiver, max, next_poll(deadline))
-                    .await
-                    .map_err(|error| map_sdk_error("receive", error))?;
+                let raw = poll(
+                    receiver,
+                    max,
+                    if grace {
+                        DRAIN_GRACE
+                    } else {
+                        next_poll(deadline)
+                    },
+                )
+                .await
+                .map_err(|error| map_sdk_error("receive", error))?;
                 let locked_until = *self.link.locked_until.lock();
                 let messages = accept_deliveries(
                     receiver,
@@ -299,9 +309,10 @@ impl SessionReceiver for AzureSessionReceiver {
                 )
                 .await;
                 drop(guard);
-                if !messages.is_empty() || Instant::now() >= deadline {
+                if !messages.is_empty() || grace {
                     return Ok(messages);
                 }
+                grace = Instant::now() >= deadline;
             }
         })
         .await
