@@ -47,7 +47,8 @@ cargo xtask <command>
                           the conformance suite against one provider (sqs: against a
                           local moto server the xtask installs and starts; azure: against
                           our emulator, or QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING when set)
-  bench [criterion args]  the criterion benchmarks (short runs by default)
+  bench [criterion args]  the benchmarks (criterion's short runs by default), with moto, Redis
+                          and our Service Bus emulator running
   fuzz [seconds]          fuzz the envelope's open/peek_header (nightly; default 60 s)
   help                    this text
 ";
@@ -486,10 +487,19 @@ fn doc(root: &Path) -> Result<()> {
 fn bench(root: &Path, extra: &[String]) -> Result<()> {
     let moto = moto::MotoServer::start(root)?;
     let redis = redis::RedisServer::start(root)?;
+    // Service Bus: the namespace of its variable when set (cargo passes it on), else our emulator.
+    let emulator = (!azure_configured())
+        .then(|| servicebus::ServiceBusEmulator::start(root))
+        .transpose()?;
     let servers: Vec<(&str, &str)> = moto
         .test_env()
         .into_iter()
         .chain(redis.test_env())
+        .chain(
+            emulator
+                .iter()
+                .map(|emulator| (AZURE_VARIABLE, emulator.connection_string())),
+        )
         .collect();
     let mut args: Vec<&str> = vec!["bench", "--workspace", "--all-features", "--"];
     if extra.is_empty() {

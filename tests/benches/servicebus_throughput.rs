@@ -1,0 +1,223 @@
+//! Steady-state throughput against Service Bus (our emulator, which `cargo xtask bench`
+//! starts, or the namespace of `QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING`), next to the same
+//! work done with raw `azservicebus` calls in the same run.
+//!
+//! The shape mirrors the SQS bench: 1,000 messages of 1 KiB; send a batch of 10, receive them,
+//! complete them, repeat. Three ways, each run [`ROUNDS`] times, interleaved so drift hits them
+//! alike:
+//! - `raw sdk`: `send_message_batch`, `receive_messages_with_max_wait_time`, `complete_message`
+//!   per message (the SDK has no batch settle), nothing else;
+//! - `provider`: the same through `AzureProvider` (encoding, size checks, receipts, pooled links);
+//! - `sealed`: through the secure `QueueClient` (every message sealed and opened).
+//!
+//! Reported: messages per second (median round) and client CPU per message (user + system time
+//! of this process; the emulator runs in its own). Against our emulator every transfer waits
+//! its `--answer-delay` (10 ms in the xtask), so throughput is latency-bound and its ratios sit
+//! close to 1: the CPU ratio is the one that tells the provider's cost.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs
+)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use azservicebus::core::BasicRetryPolicy;
+use azservicebus::{
+    ServiceBusClient, ServiceBusClientOptions, ServiceBusMessage, ServiceBusReceiverOptions,
+    ServiceBusSenderOptions,
+};
+use cpu_time::ProcessTime;
+use queue_azure::AzureProvider;
+use queue_azure::testing::{TEST_CONNECTION_STRING_VARIABLE, purge, test_config};
+use queue_runtime::QueueClient;
+use queue_runtime::core::{Message, QueueName, QueueProvider, ReceiveOptions};
+
+const MESSAGES: usize = 1_000;
+const BATCH: usize = 10;
+const BODY_BYTES: usize = 1024;
+const ROUNDS: usize = 3;
+/// A plain test queue (see `queue_azure::testing::TEST_QUEUES`).
+const QUEUE: &str = "qr-conformance";
+
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    seconds: f64,
+    cpu_seconds: f64,
+}
+
+fn body() -> Vec<u8> {
+    vec![b'x'; BODY_BYTES]
+}
+
+async fn raw_sdk(client: &mut ServiceBusClient<BasicRetryPolicy>) -> Round {
+    let mut sender = client
+        .create_sender(QUEUE, ServiceBusSenderOptions::default())
+        .await
+        .unwrap();
+    let mut receiver = client
+        .create_receiver_for_queue(QUEUE, ServiceBusReceiverOptions::default())
+        .await
+        .unwrap();
+    let body = body();
+    let (started, cpu) = (Instant::now(), ProcessTime::now());
+    for _ in 0..MESSAGES / BATCH {
+        let mut batch = sender.create_message_batch(Default::default()).unwrap();
+        for _ in 0..BATCH {
+            batch
+                .try_add_message(ServiceBusMessage::new(body.clone()))
+                .unwrap();
+        }
+        sender.send_message_batch(batch).await.unwrap();
+        let mut received = Vec::with_capacity(BATCH);
+        while received.len() < BATCH {
+            let wanted = u32::try_from(BATCH - received.len()).unwrap();
+            let messages = receiver
+                .receive_messages_with_max_wait_time(wanted, Some(Duration::from_secs(1)))
+                .await
+                .unwrap();
+            for message in &messages {
+                assert_eq!(message.body().unwrap().len(), BODY_BYTES);
+            }
+            received.extend(messages);
+        }
+        for message in &received {
+            receiver.complete_message(message).await.unwrap();
+        }
+    }
+    let round = finish(started, cpu);
+    sender.dispose().await.unwrap();
+    receiver.dispose().await.unwrap();
+    round
+}
+
+async fn through_provider(provider: &AzureProvider, queue: &QueueName) -> Round {
+    let body = body();
+    let (started, cpu) = (Instant::now(), ProcessTime::now());
+    for _ in 0..MESSAGES / BATCH {
+        let batch = (0..BATCH).map(|_| Message::new(body.clone())).collect();
+        for result in provider.send_batch(queue, batch).await.unwrap() {
+            result.unwrap();
+        }
+        let mut receipts = Vec::with_capacity(BATCH);
+        while receipts.len() < BATCH {
+            let options = ReceiveOptions::new(BATCH - receipts.len(), Duration::from_secs(1));
+            for message in provider.receive(queue, options).await.unwrap() {
+                assert_eq!(message.body().len(), BODY_BYTES);
+                receipts.push(message.receipt);
+            }
+        }
+        for result in provider.complete_batch(&receipts).await.unwrap() {
+            result.unwrap();
+        }
+    }
+    finish(started, cpu)
+}
+
+async fn sealed(client: &QueueClient, queue: &QueueName) -> Round {
+    let body = body();
+    let (started, cpu) = (Instant::now(), ProcessTime::now());
+    for _ in 0..MESSAGES / BATCH {
+        let batch = (0..BATCH).map(|_| Message::new(body.clone())).collect();
+        for result in client.send_batch(queue, batch).await.unwrap() {
+            result.unwrap();
+        }
+        let mut received = Vec::with_capacity(BATCH);
+        while received.len() < BATCH {
+            let messages = client
+                .receive(queue, BATCH - received.len(), Duration::from_secs(1))
+                .await
+                .unwrap();
+            for message in &messages {
+                assert_eq!(message.body().len(), BODY_BYTES);
+                assert!(message.delivery.seal.is_some());
+            }
+            received.extend(messages);
+        }
+        for result in client.complete_batch(&received).await.unwrap() {
+            result.unwrap();
+        }
+    }
+    finish(started, cpu)
+}
+
+fn finish(started: Instant, cpu: ProcessTime) -> Round {
+    Round {
+        seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: cpu.elapsed().as_secs_f64(),
+    }
+}
+
+fn median(rounds: &mut [Round], key: fn(&Round) -> f64) -> f64 {
+    rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    key(&rounds[rounds.len() / 2])
+}
+
+fn main() {
+    let Some(config) = test_config() else {
+        println!(
+            "SKIPPED servicebus throughput: {TEST_CONNECTION_STRING_VARIABLE} is not set; \
+             `cargo xtask bench` starts our emulator"
+        );
+        return;
+    };
+    let connection_string = std::env::var(TEST_CONNECTION_STRING_VARIABLE).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let provider = AzureProvider::connect(&config).await.unwrap();
+        let queue = QueueName::new(QUEUE).unwrap();
+        purge(&provider, &queue, false).await.unwrap();
+        let options = ServiceBusClientOptions::default();
+        let mut raw = if connection_string.contains("UseDevelopmentEmulator=true") {
+            ServiceBusClient::unsecured()
+                .new_from_connection_string(connection_string.as_str(), options)
+                .await
+        } else {
+            ServiceBusClient::new_from_connection_string(connection_string.as_str(), options).await
+        }
+        .unwrap();
+        let client =
+            QueueClient::new(Arc::new(provider.clone())).with_security(support::security());
+
+        let mut results: [(&str, Vec<Round>); 3] =
+            [("raw sdk", Vec::new()), ("provider", Vec::new()), ("sealed", Vec::new())];
+        // In a `cargo test --all-targets` run: each way once, as a check that the bench works.
+        let rounds = if std::env::args().any(|arg| arg == "--bench") {
+            ROUNDS
+        } else {
+            1
+        };
+        for _ in 0..rounds {
+            results[0].1.push(raw_sdk(&mut raw).await);
+            results[1].1.push(through_provider(&provider, &queue).await);
+            results[2].1.push(sealed(&client, &queue).await);
+        }
+        println!(
+            "servicebus throughput: {MESSAGES} messages of {BODY_BYTES} B, batches of {BATCH}, \
+             median of {rounds} round(s)"
+        );
+        let mut baseline = None;
+        for (name, rounds) in &mut results {
+            let seconds = median(rounds, |round| round.seconds);
+            let cpu = median(rounds, |round| round.cpu_seconds);
+            let rate = MESSAGES as f64 / seconds;
+            let cpu_per_message = cpu / MESSAGES as f64 * 1e6;
+            let (base_rate, base_cpu) = *baseline.get_or_insert((rate, cpu_per_message));
+            println!(
+                "  {name:<9} {rate:>7.1} msgs/s ({:.2}x raw)   client CPU {cpu_per_message:>6.1} µs/msg ({:.2}x raw)",
+                rate / base_rate,
+                cpu_per_message / base_cpu
+            );
+        }
+        raw.dispose().await.unwrap();
+        provider.close().await.unwrap();
+    });
+}
