@@ -124,22 +124,18 @@ struct Inner {
     /// At most one next-session accept per queue outlives its caller's wait; the next caller
     /// takes it over instead of starting another.
     pending_accepts: parking_lot::Mutex<HashMap<QueueName, Arc<AsyncMutex<Option<PendingAccept>>>>>,
-    /// How many messages a consumer of each queue handles at once
-    /// ([`QueueProvider::set_prefetch_hint`]).
-    prefetch_hints: parking_lot::Mutex<HashMap<QueueName, usize>>,
     closed: Arc<AtomicBool>,
 }
 
 impl Inner {
-    /// The SDK prefetch of a link of `queue` shared by `links` links: an explicit
-    /// `prefetch_count` wins; else the consumer's hint spread over the links; else none.
-    fn prefetch_for(&self, queue: &QueueName, links: usize) -> u32 {
-        if self.config.prefetch_count > 0 {
-            return self.config.prefetch_count;
-        }
-        self.prefetch_hints.lock().get(queue).map_or(0, |messages| {
-            u32::try_from(messages.div_ceil(links.max(1))).unwrap_or(u32::MAX)
-        })
+    /// The SDK prefetch of a link: `prefetch_count` as configured (0 by default).
+    ///
+    /// A consumer's hint ([`QueueProvider::set_prefetch_hint`]) is not followed on Service Bus:
+    /// run against our test broker, a processor on links with the SDK's prefetch on starved (4
+    /// of 16 messages in 60 s), and azservicebus 0.25 cannot give back what it fetched ahead;
+    /// see docs/batching.md.
+    fn prefetch(&self) -> u32 {
+        self.config.prefetch_count
     }
 }
 
@@ -170,7 +166,6 @@ impl AzureProvider {
                 senders: parking_lot::Mutex::default(),
                 receivers: parking_lot::Mutex::default(),
                 pending_accepts: parking_lot::Mutex::default(),
-                prefetch_hints: parking_lot::Mutex::default(),
                 closed: Arc::new(AtomicBool::new(false)),
             }),
         };
@@ -298,16 +293,6 @@ impl AzureProvider {
 
 #[async_trait]
 impl QueueProvider for AzureProvider {
-    /// Sizes the SDK prefetch of the links opened from now on for `queue` (unless
-    /// `prefetch_count` is configured): the hint spread over the queue's receive links, and as
-    /// given for a session link.
-    fn set_prefetch_hint(&self, queue: &QueueName, messages: usize) {
-        self.inner
-            .prefetch_hints
-            .lock()
-            .insert(queue.clone(), messages);
-    }
-
     fn name(&self) -> &'static str {
         NAME
     }

@@ -71,9 +71,7 @@ impl AzureProvider {
         sub_queue: SubQueue,
     ) -> Result<Shared<ServiceBusReceiver>> {
         let options = ServiceBusReceiverOptions {
-            prefetch_count: self
-                .inner
-                .prefetch_for(queue, self.inner.config.receive_links_per_queue),
+            prefetch_count: self.inner.prefetch(),
             receive_mode: ServiceBusReceiveMode::PeekLock,
             identifier: None,
             sub_queue: match sub_queue {

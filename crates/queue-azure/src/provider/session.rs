@@ -100,10 +100,7 @@ impl AzureProvider {
                 return Err(client_closed());
             };
             client
-                .accept_next_session_for_queue(
-                    queue.as_str(),
-                    session_options(inner.prefetch_for(&queue, 1)),
-                )
+                .accept_next_session_for_queue(queue.as_str(), session_options(inner.prefetch()))
                 .await
         }))
     }
@@ -123,7 +120,7 @@ impl AzureProvider {
                     .accept_session_for_queue(
                         queue.as_str(),
                         session.as_str(),
-                        session_options(self.inner.prefetch_for(queue, 1)),
+                        session_options(self.inner.prefetch()),
                     )
                     .await
             };
