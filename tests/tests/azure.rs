@@ -1,9 +1,10 @@
 //! The secure client over Azure Service Bus: sealed round trip, a tampered message dead-lettered
-//! with its reason, interleaved sessions each opened in order, and the processor keeping session
-//! order through a retry, the dead-letter tools (list, purge, replay). These run against the
-//! namespace or emulator named by `QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING`, on the test
-//! queues of `queue_azure::testing`; without it they are ignored (never passed), and
-//! `cargo xtask test` says so.
+//! with its reason, interleaved sessions each opened in order, the processor (session order
+//! through a retry; lock renewal, dead-letter outcomes and panics), and the dead-letter tools
+//! (list, purge, replay). They run against the namespace or emulator named by
+//! `QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING`, on the test queues of `queue_azure::testing`
+//! (`cargo xtask test` starts our emulator and sets it); in a plain `cargo test` they are
+//! ignored, never passed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -154,5 +155,101 @@ async fn dead_letters_are_listed_purged_and_replayed() {
     assert_eq!(again[0].body().as_ref(), b"refused once");
     client.complete(&again[0]).await.unwrap();
     assert!(dead_letters.list(10).await.unwrap().is_empty());
+    provider.close().await.unwrap();
+}
+
+/// The processor over Service Bus (issue 18's processor evidence): a handler slower than the
+/// queue's 5 s lock keeps its message (the lock is renewed; handled and completed once), a
+/// handler's dead-letter outcome lands with its reason, and a handler that panics every time
+/// is retried until the broker's maximum delivery count (3 on this queue) dead-letters the
+/// message; the processor itself keeps going throughout.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING; run by `cargo xtask test` when it is set"]
+async fn the_processor_renews_locks_dead_letters_and_survives_panics() {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    let config = test_config().unwrap_or_else(|| panic!("{}", missing_connection_string()));
+    let provider = AzureProvider::connect(&config).await.unwrap();
+    let queue = QueueName::new("qr-conformance-max3").unwrap();
+    purge(&provider, &queue, false).await.unwrap();
+    let client = sealing_client(Arc::new(provider.clone()), keys());
+    for body in ["slow", "reject", "panic"] {
+        client.send(&queue, Message::new(body)).await.unwrap();
+    }
+
+    let calls = Arc::new(Mutex::new(BTreeMap::<String, u32>::new()));
+    let handler = {
+        let calls = calls.clone();
+        move |message: ReceivedMessage, _: HandlerContext| {
+            let calls = calls.clone();
+            async move {
+                let body = String::from_utf8(message.body().to_vec()).unwrap();
+                *calls.lock().unwrap().entry(body.clone()).or_default() += 1;
+                match body.as_str() {
+                    "slow" => {
+                        // Longer than the 5 s lock: only renewal keeps it.
+                        tokio::time::sleep(Duration::from_secs(7)).await;
+                        Outcome::Complete
+                    }
+                    "reject" => Outcome::dead_letter("invalid-order", "no such order"),
+                    _ => panic!("the handler cannot cope with {body}"),
+                }
+            }
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let processor = Processor::new(client.clone(), queue.clone(), handler)
+        .with_options(ProcessorOptions::default().with_max_concurrency(3));
+    let running = tokio::spawn(processor.run(shutdown.clone()));
+    let started = tokio::time::Instant::now();
+    loop {
+        let dead = client.dead_letters(&queue).list(10).await.unwrap().len();
+        let slow_done = calls.lock().unwrap().get("slow").is_some()
+            && started.elapsed() > Duration::from_secs(9);
+        if (dead >= 2 && slow_done) || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    shutdown.cancel();
+    let report = running.await.unwrap().unwrap();
+
+    let calls = std::mem::take(&mut *calls.lock().unwrap());
+    assert_eq!(
+        calls.get("slow"),
+        Some(&1),
+        "handled once despite the short lock: {calls:?}"
+    );
+    assert_eq!(calls.get("reject"), Some(&1), "{calls:?}");
+    assert_eq!(
+        calls.get("panic"),
+        Some(&3),
+        "one call per delivery: {calls:?}"
+    );
+    assert_eq!(report.completed, 1, "{report:?}");
+    assert_eq!(report.dead_lettered, 1, "{report:?}");
+    assert_eq!(report.panicked, 3, "{report:?}");
+    assert_eq!(report.lock_lost, 0, "{report:?}");
+    let mut reasons: Vec<String> = client
+        .dead_letters(&queue)
+        .list(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|dead| {
+            format!(
+                "{}: {}",
+                String::from_utf8_lossy(dead.message.body()),
+                dead.reason.unwrap_or_default()
+            )
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        ["panic: MaxDeliveryCountExceeded", "reject: invalid-order"]
+    );
+    purge(&provider, &queue, false).await.unwrap();
     provider.close().await.unwrap();
 }
