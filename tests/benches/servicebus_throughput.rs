@@ -25,35 +25,25 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use azservicebus::core::BasicRetryPolicy;
 use azservicebus::{
     ServiceBusClient, ServiceBusClientOptions, ServiceBusMessage, ServiceBusReceiverOptions,
     ServiceBusSenderOptions,
 };
-use cpu_time::ProcessTime;
 use queue_azure::AzureProvider;
 use queue_azure::testing::{TEST_CONNECTION_STRING_VARIABLE, purge, test_config};
 use queue_runtime::QueueClient;
-use queue_runtime::core::{Message, QueueName, QueueProvider, ReceiveOptions};
+use queue_runtime::core::{QueueName, QueueProvider};
+use support::throughput::{
+    BATCH, BODY_BYTES, Round, finish, report, sealed, start, through_provider,
+};
 
 const MESSAGES: usize = 1_000;
-const BATCH: usize = 10;
-const BODY_BYTES: usize = 1024;
 const ROUNDS: usize = 3;
 /// A plain test queue (see `queue_azure::testing::TEST_QUEUES`).
 const QUEUE: &str = "qr-conformance";
-
-#[derive(Debug, Clone, Copy)]
-struct Round {
-    seconds: f64,
-    cpu_seconds: f64,
-}
-
-fn body() -> Vec<u8> {
-    vec![b'x'; BODY_BYTES]
-}
 
 async fn raw_sdk(client: &mut ServiceBusClient<BasicRetryPolicy>) -> Round {
     let mut sender = client
@@ -64,8 +54,8 @@ async fn raw_sdk(client: &mut ServiceBusClient<BasicRetryPolicy>) -> Round {
         .create_receiver_for_queue(QUEUE, ServiceBusReceiverOptions::default())
         .await
         .unwrap();
-    let body = body();
-    let (started, cpu) = (Instant::now(), ProcessTime::now());
+    let body = vec![b'x'; BODY_BYTES];
+    let clocks = start();
     for _ in 0..MESSAGES / BATCH {
         let mut batch = sender.create_message_batch(Default::default()).unwrap();
         for _ in 0..BATCH {
@@ -90,72 +80,10 @@ async fn raw_sdk(client: &mut ServiceBusClient<BasicRetryPolicy>) -> Round {
             receiver.complete_message(message).await.unwrap();
         }
     }
-    let round = finish(started, cpu);
+    let round = finish(clocks);
     sender.dispose().await.unwrap();
     receiver.dispose().await.unwrap();
     round
-}
-
-async fn through_provider(provider: &AzureProvider, queue: &QueueName) -> Round {
-    let body = body();
-    let (started, cpu) = (Instant::now(), ProcessTime::now());
-    for _ in 0..MESSAGES / BATCH {
-        let batch = (0..BATCH).map(|_| Message::new(body.clone())).collect();
-        for result in provider.send_batch(queue, batch).await.unwrap() {
-            result.unwrap();
-        }
-        let mut receipts = Vec::with_capacity(BATCH);
-        while receipts.len() < BATCH {
-            let options = ReceiveOptions::new(BATCH - receipts.len(), Duration::from_secs(1));
-            for message in provider.receive(queue, options).await.unwrap() {
-                assert_eq!(message.body().len(), BODY_BYTES);
-                receipts.push(message.receipt);
-            }
-        }
-        for result in provider.complete_batch(&receipts).await.unwrap() {
-            result.unwrap();
-        }
-    }
-    finish(started, cpu)
-}
-
-async fn sealed(client: &QueueClient, queue: &QueueName) -> Round {
-    let body = body();
-    let (started, cpu) = (Instant::now(), ProcessTime::now());
-    for _ in 0..MESSAGES / BATCH {
-        let batch = (0..BATCH).map(|_| Message::new(body.clone())).collect();
-        for result in client.send_batch(queue, batch).await.unwrap() {
-            result.unwrap();
-        }
-        let mut received = Vec::with_capacity(BATCH);
-        while received.len() < BATCH {
-            let messages = client
-                .receive(queue, BATCH - received.len(), Duration::from_secs(1))
-                .await
-                .unwrap();
-            for message in &messages {
-                assert_eq!(message.body().len(), BODY_BYTES);
-                assert!(message.delivery.seal.is_some());
-            }
-            received.extend(messages);
-        }
-        for result in client.complete_batch(&received).await.unwrap() {
-            result.unwrap();
-        }
-    }
-    finish(started, cpu)
-}
-
-fn finish(started: Instant, cpu: ProcessTime) -> Round {
-    Round {
-        seconds: started.elapsed().as_secs_f64(),
-        cpu_seconds: cpu.elapsed().as_secs_f64(),
-    }
-}
-
-fn median(rounds: &mut [Round], key: fn(&Round) -> f64) -> f64 {
-    rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
-    key(&rounds[rounds.len() / 2])
 }
 
 fn main() {
@@ -187,8 +115,11 @@ fn main() {
         let client =
             QueueClient::new(Arc::new(provider.clone())).with_security(support::security());
 
-        let mut results: [(&str, Vec<Round>); 3] =
-            [("raw sdk", Vec::new()), ("provider", Vec::new()), ("sealed", Vec::new())];
+        let mut results: [(&str, Vec<Round>); 3] = [
+            ("raw sdk", Vec::new()),
+            ("provider", Vec::new()),
+            ("sealed", Vec::new()),
+        ];
         // In a `cargo test --all-targets` run: each way once, as a check that the bench works.
         let rounds = if std::env::args().any(|arg| arg == "--bench") {
             ROUNDS
@@ -197,26 +128,12 @@ fn main() {
         };
         for _ in 0..rounds {
             results[0].1.push(raw_sdk(&mut raw).await);
-            results[1].1.push(through_provider(&provider, &queue).await);
-            results[2].1.push(sealed(&client, &queue).await);
+            results[1]
+                .1
+                .push(through_provider(&provider, &queue, MESSAGES).await);
+            results[2].1.push(sealed(&client, &queue, MESSAGES).await);
         }
-        println!(
-            "servicebus throughput: {MESSAGES} messages of {BODY_BYTES} B, batches of {BATCH}, \
-             median of {rounds} round(s)"
-        );
-        let mut baseline = None;
-        for (name, rounds) in &mut results {
-            let seconds = median(rounds, |round| round.seconds);
-            let cpu = median(rounds, |round| round.cpu_seconds);
-            let rate = MESSAGES as f64 / seconds;
-            let cpu_per_message = cpu / MESSAGES as f64 * 1e6;
-            let (base_rate, base_cpu) = *baseline.get_or_insert((rate, cpu_per_message));
-            println!(
-                "  {name:<9} {rate:>7.1} msgs/s ({:.2}x raw)   client CPU {cpu_per_message:>6.1} µs/msg ({:.2}x raw)",
-                rate / base_rate,
-                cpu_per_message / base_cpu
-            );
-        }
+        report("servicebus throughput", MESSAGES, &mut results);
         raw.dispose().await.unwrap();
         provider.close().await.unwrap();
     });

@@ -21,34 +21,23 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use cpu_time::ProcessTime;
 use queue_runtime::QueueClient;
-use queue_runtime::core::{Message, QueueName, QueueProvider, ReceiveOptions};
+use queue_runtime::core::QueueName;
 use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter};
 use queue_sqs::sdk::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
 use queue_sqs::{SqsConfig, SqsProvider};
+use support::throughput::{
+    BATCH, BODY_BYTES, Round, finish, report, sealed, start, through_provider,
+};
 
 const MESSAGES: usize = 2_000;
-const BATCH: usize = 10;
-const BODY_BYTES: usize = 1024;
 const ROUNDS: usize = 3;
-
-#[derive(Debug, Clone, Copy)]
-struct Round {
-    seconds: f64,
-    cpu_seconds: f64,
-}
-
-fn body() -> String {
-    "x".repeat(BODY_BYTES)
-}
 
 async fn raw_sdk(provider: &SqsProvider, url: &str) -> Round {
     let client = provider.client();
-    let body = body();
-    let (started, cpu) = (Instant::now(), ProcessTime::now());
+    let body = "x".repeat(BODY_BYTES);
+    let clocks = start();
     for _ in 0..MESSAGES / BATCH {
         let entries = (0..BATCH)
             .map(|index| {
@@ -100,69 +89,7 @@ async fn raw_sdk(provider: &SqsProvider, url: &str) -> Round {
             .await
             .unwrap();
     }
-    finish(started, cpu)
-}
-
-async fn through_provider(provider: &SqsProvider, queue: &QueueName) -> Round {
-    let body = body();
-    let (started, cpu) = (Instant::now(), ProcessTime::now());
-    for _ in 0..MESSAGES / BATCH {
-        let batch = (0..BATCH).map(|_| Message::new(body.clone())).collect();
-        for result in provider.send_batch(queue, batch).await.unwrap() {
-            result.unwrap();
-        }
-        let mut receipts = Vec::with_capacity(BATCH);
-        while receipts.len() < BATCH {
-            let options = ReceiveOptions::new(BATCH - receipts.len(), Duration::from_secs(1));
-            for message in provider.receive(queue, options).await.unwrap() {
-                assert_eq!(message.body().len(), BODY_BYTES);
-                receipts.push(message.receipt);
-            }
-        }
-        for result in provider.complete_batch(&receipts).await.unwrap() {
-            result.unwrap();
-        }
-    }
-    finish(started, cpu)
-}
-
-async fn sealed(client: &QueueClient, queue: &QueueName) -> Round {
-    let body = body();
-    let (started, cpu) = (Instant::now(), ProcessTime::now());
-    for _ in 0..MESSAGES / BATCH {
-        let batch = (0..BATCH).map(|_| Message::new(body.clone())).collect();
-        for result in client.send_batch(queue, batch).await.unwrap() {
-            result.unwrap();
-        }
-        let mut received = Vec::with_capacity(BATCH);
-        while received.len() < BATCH {
-            let messages = client
-                .receive(queue, BATCH - received.len(), Duration::from_secs(1))
-                .await
-                .unwrap();
-            for message in &messages {
-                assert_eq!(message.body().len(), BODY_BYTES);
-                assert!(message.delivery.seal.is_some());
-            }
-            received.extend(messages);
-        }
-        for result in client.complete_batch(&received).await.unwrap() {
-            result.unwrap();
-        }
-    }
-    finish(started, cpu)
-}
-
-fn finish(started: Instant, cpu: ProcessTime) -> Round {
-    Round {
-        seconds: started.elapsed().as_secs_f64(),
-        cpu_seconds: cpu.elapsed().as_secs_f64(),
-    }
-}
-
-fn median(rounds: &mut [Round], key: fn(&Round) -> f64) -> f64 {
-    rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
-    key(&rounds[rounds.len() / 2])
+    finish(clocks)
 }
 
 fn main() {
@@ -192,29 +119,18 @@ fn main() {
         let client =
             QueueClient::new(Arc::new(provider.clone())).with_security(support::security());
 
-        let mut results: [(&str, Vec<Round>); 3] =
-            [("raw sdk", Vec::new()), ("provider", Vec::new()), ("sealed", Vec::new())];
+        let mut results: [(&str, Vec<Round>); 3] = [
+            ("raw sdk", Vec::new()),
+            ("provider", Vec::new()),
+            ("sealed", Vec::new()),
+        ];
         for _ in 0..ROUNDS {
             results[0].1.push(raw_sdk(&provider, &url).await);
-            results[1].1.push(through_provider(&provider, &queue).await);
-            results[2].1.push(sealed(&client, &queue).await);
+            results[1]
+                .1
+                .push(through_provider(&provider, &queue, MESSAGES).await);
+            results[2].1.push(sealed(&client, &queue, MESSAGES).await);
         }
-        println!(
-            "sqs throughput against moto: {MESSAGES} messages of {BODY_BYTES} B, batches of \
-             {BATCH}, median of {ROUNDS} rounds"
-        );
-        let mut baseline = None;
-        for (name, rounds) in &mut results {
-            let seconds = median(rounds, |round| round.seconds);
-            let cpu = median(rounds, |round| round.cpu_seconds);
-            let rate = MESSAGES as f64 / seconds;
-            let cpu_per_message = cpu / MESSAGES as f64 * 1e6;
-            let (base_rate, base_cpu) = *baseline.get_or_insert((rate, cpu_per_message));
-            println!(
-                "  {name:<9} {rate:>7.1} msgs/s ({:.2}x raw)   client CPU {cpu_per_message:>6.1} µs/msg ({:.2}x raw)",
-                rate / base_rate,
-                cpu_per_message / base_cpu
-            );
-        }
+        report("sqs throughput against moto", MESSAGES, &mut results);
     });
 }

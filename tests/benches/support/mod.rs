@@ -1,6 +1,12 @@
 //! What the benches share: the runtime they run on and the keys they seal with.
 
-#![allow(dead_code, unreachable_pub, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::print_stdout
+)]
 
 use std::sync::Arc;
 
@@ -27,4 +33,123 @@ pub fn security() -> Security {
     )])
     .expect("a keyset");
     Security::new(KeyRing::new(Arc::new(StaticKeys::new(keyset))))
+}
+
+/// The steady-state throughput benches (`sqs_throughput`, `servicebus_throughput`): each way of
+/// doing the same work is timed in rounds, then reported next to the first (the raw SDK).
+pub mod throughput {
+    use std::time::{Duration, Instant};
+
+    use cpu_time::ProcessTime;
+    use queue_runtime::QueueClient;
+    use queue_runtime::core::{Message, QueueName, QueueProvider, ReceiveOptions};
+
+    /// Messages per batch, in every way.
+    pub const BATCH: usize = 10;
+    /// The body size of every message.
+    pub const BODY_BYTES: usize = 1024;
+
+    /// One round of one way: wall time and this process's CPU time (the client's only).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Round {
+        seconds: f64,
+        cpu_seconds: f64,
+    }
+
+    /// The clocks a round starts from.
+    pub fn start() -> (Instant, ProcessTime) {
+        (Instant::now(), ProcessTime::now())
+    }
+
+    /// The round begun at `started`.
+    pub fn finish((started, cpu): (Instant, ProcessTime)) -> Round {
+        Round {
+            seconds: started.elapsed().as_secs_f64(),
+            cpu_seconds: cpu.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// `messages` messages through `provider`: send a batch, receive it, complete it, repeat.
+    pub async fn through_provider(
+        provider: &dyn QueueProvider,
+        queue: &QueueName,
+        messages: usize,
+    ) -> Round {
+        let body = vec![b'x'; BODY_BYTES];
+        let clocks = start();
+        for _ in 0..messages / BATCH {
+            let batch = (0..BATCH).map(|_| Message::new(body.clone())).collect();
+            for result in provider.send_batch(queue, batch).await.unwrap() {
+                result.unwrap();
+            }
+            let mut receipts = Vec::with_capacity(BATCH);
+            while receipts.len() < BATCH {
+                let options = ReceiveOptions::new(BATCH - receipts.len(), Duration::from_secs(1));
+                for message in provider.receive(queue, options).await.unwrap() {
+                    assert_eq!(message.body().len(), BODY_BYTES);
+                    receipts.push(message.receipt);
+                }
+            }
+            for result in provider.complete_batch(&receipts).await.unwrap() {
+                result.unwrap();
+            }
+        }
+        finish(clocks)
+    }
+
+    /// The same through the secure client: every message sealed and opened.
+    pub async fn sealed(client: &QueueClient, queue: &QueueName, messages: usize) -> Round {
+        let body = vec![b'x'; BODY_BYTES];
+        let clocks = start();
+        for _ in 0..messages / BATCH {
+            let batch = (0..BATCH).map(|_| Message::new(body.clone())).collect();
+            for result in client.send_batch(queue, batch).await.unwrap() {
+                result.unwrap();
+            }
+            let mut received = Vec::with_capacity(BATCH);
+            while received.len() < BATCH {
+                let got = client
+                    .receive(queue, BATCH - received.len(), Duration::from_secs(1))
+                    .await
+                    .unwrap();
+                for message in &got {
+                    assert_eq!(message.body().len(), BODY_BYTES);
+                    assert!(message.delivery.seal.is_some());
+                }
+                received.extend(got);
+            }
+            for result in client.complete_batch(&received).await.unwrap() {
+                result.unwrap();
+            }
+        }
+        finish(clocks)
+    }
+
+    fn median(rounds: &mut [Round], key: fn(&Round) -> f64) -> f64 {
+        rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
+        key(&rounds[rounds.len() / 2])
+    }
+
+    /// Prints each way's median messages per second and client CPU per message, and both as a
+    /// ratio to the first way's.
+    pub fn report(title: &str, messages: usize, results: &mut [(&str, Vec<Round>)]) {
+        let rounds = results.first().map_or(0, |(_, rounds)| rounds.len());
+        println!(
+            "{title}: {messages} messages of {BODY_BYTES} B, batches of {BATCH}, median of \
+             {rounds} round(s)"
+        );
+        let mut baseline = None;
+        for (name, rounds) in results {
+            let seconds = median(rounds, |round| round.seconds);
+            let cpu = median(rounds, |round| round.cpu_seconds);
+            let rate = messages as f64 / seconds;
+            let cpu_per_message = cpu / messages as f64 * 1e6;
+            let (base_rate, base_cpu) = *baseline.get_or_insert((rate, cpu_per_message));
+            println!(
+                "  {name:<9} {rate:>7.1} msgs/s ({:.2}x raw)   client CPU {cpu_per_message:>6.1} µs/msg ({:.2}x raw)",
+                rate / base_rate,
+                cpu_per_message / base_cpu
+            );
+        }
+    }
 }
