@@ -147,10 +147,45 @@ pub(crate) async fn poll<R: LinkReceiver + ?Sized>(
 }
 
 /// How long the next poll of a receive that must end at `deadline` may wait.
-pub(crate) fn next_poll(deadline: Instant) -> Duration {
+fn next_poll(deadline: Instant) -> Duration {
     deadline
         .saturating_duration_since(Instant::now())
         .clamp(MIN_POLL, POLL)
+}
+
+/// The polls of one receive (of a queue or of a session): polls of at most [`POLL`] until its
+/// wait is over, then one [`DRAIN_GRACE`] poll for what the last drain brought.
+pub(crate) struct Polls {
+    deadline: Instant,
+    grace: bool,
+}
+
+impl Polls {
+    /// The polls of a receive that waits `wait` from now.
+    pub(crate) fn new(wait: Duration) -> Self {
+        Polls {
+            deadline: Instant::now() + wait,
+            grace: false,
+        }
+    }
+
+    /// How long the next poll waits.
+    pub(crate) fn next_wait(&self) -> Duration {
+        if self.grace {
+            DRAIN_GRACE
+        } else {
+            next_poll(self.deadline)
+        }
+    }
+
+    /// After a poll: whether the receive is over (something arrived, or the grace poll ran).
+    pub(crate) fn over(&mut self, got_any: bool) -> bool {
+        if got_any || self.grace {
+            return true;
+        }
+        self.grace = Instant::now() >= self.deadline;
+        false
+    }
 }
 
 #[cfg(test)]
@@ -164,5 +199,22 @@ mod tests {
         assert_eq!(next_poll(now + Duration::from_secs(30)), POLL);
         let mid = next_poll(now + Duration::from_millis(600));
         assert!(mid > MIN_POLL && mid <= Duration::from_millis(600));
+    }
+
+    #[test]
+    fn a_receive_whose_wait_is_over_ends_with_one_grace_poll() {
+        let mut polls = Polls::new(Duration::ZERO);
+        assert_eq!(polls.next_wait(), MIN_POLL);
+        assert!(
+            !polls.over(false),
+            "an empty first poll is followed by the grace poll"
+        );
+        assert_eq!(polls.next_wait(), DRAIN_GRACE);
+        assert!(polls.over(false), "and nothing after it");
+
+        let mut waiting = Polls::new(Duration::from_secs(30));
+        assert!(!waiting.over(false));
+        assert_eq!(waiting.next_wait(), POLL, "no grace while the wait lasts");
+        assert!(waiting.over(true), "something arrived");
     }
 }

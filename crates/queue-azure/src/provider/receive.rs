@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use azservicebus::primitives::service_bus_received_message::ServiceBusReceivedMessage;
 use azservicebus::{
@@ -21,7 +21,7 @@ use super::session::SessionLink;
 use super::{AzureProvider, NAME, Shared, UNREADABLE_BODY_REASON};
 use crate::codec::{self, Incoming};
 use crate::error::{closed, lock_lost, map_sdk_error};
-use crate::links::{DRAIN_GRACE, LinkReceiver, Settle, next_poll, poll};
+use crate::links::{LinkReceiver, Polls, Settle, poll};
 
 /// A receive link held for one caller (the guard knows its link).
 type LinkGuard = OwnedMutexGuard<Option<ServiceBusReceiver>>;
@@ -131,21 +131,15 @@ impl AzureProvider {
         options: ReceiveOptions,
     ) -> Result<Vec<ReceivedMessage>> {
         let max = check_max_messages(options.max_messages, &self.inner.capabilities)?;
-        let deadline = Instant::now() + options.wait;
-        // Set once the wait is over: one short poll then collects what the last drain brought.
-        let mut grace = false;
+        let mut polls = Polls::new(options.wait);
         loop {
             let mut guard = self.checkout(queue, options.sub_queue).await?;
             let link = OwnedMutexGuard::mutex(&guard).clone();
             let Some(receiver) = guard.as_mut() else {
                 continue;
             };
-            let wait = if grace {
-                DRAIN_GRACE
-            } else {
-                next_poll(deadline)
-            };
-            let polled = poll(receiver, u32::try_from(max).unwrap_or(u32::MAX), wait).await;
+            let max = u32::try_from(max).unwrap_or(u32::MAX);
+            let polled = poll(receiver, max, polls.next_wait()).await;
             let raw = match polled {
                 Ok(raw) => raw,
                 Err(error) => {
@@ -161,10 +155,9 @@ impl AzureProvider {
             })
             .await;
             drop(guard);
-            if !messages.is_empty() || grace {
+            if polls.over(!messages.is_empty()) {
                 return Ok(messages);
             }
-            grace = Instant::now() >= deadline;
         }
     }
 

@@ -23,7 +23,7 @@ use super::receive::{DeliveryLink, accept_deliveries};
 use super::{AzureProvider, Inner, uninterrupted};
 use crate::codec;
 use crate::error::{closed, lock_lost, map_sdk_error};
-use crate::links::{DRAIN_GRACE, next_poll, poll};
+use crate::links::{Polls, poll};
 
 /// How often a named session held by someone else is asked for again.
 const NAMED_SESSION_RETRY: Duration = Duration::from_millis(500);
@@ -278,24 +278,14 @@ impl SessionReceiver for AzureSessionReceiver {
         uninterrupted(async {
             let max = check_max_messages(max_messages, &self.link.provider.capabilities)?;
             let max = u32::try_from(max).unwrap_or(u32::MAX);
-            let deadline = Instant::now() + wait;
-            // As for queues: one short poll after the wait collects what the last drain brought.
-            let mut grace = false;
+            let mut polls = Polls::new(wait);
             loop {
                 self.link.check_lock("receive")?;
                 let mut guard = self.link.receiver.lock().await;
                 let receiver = guard.as_mut().ok_or_else(|| closed("receive"))?;
-                let raw = poll(
-                    receiver,
-                    max,
-                    if grace {
-                        DRAIN_GRACE
-                    } else {
-                        next_poll(deadline)
-                    },
-                )
-                .await
-                .map_err(|error| map_sdk_error("receive", error))?;
+                let raw = poll(receiver, max, polls.next_wait())
+                    .await
+                    .map_err(|error| map_sdk_error("receive", error))?;
                 let locked_until = *self.link.locked_until.lock();
                 let messages = accept_deliveries(
                     receiver,
@@ -306,10 +296,9 @@ impl SessionReceiver for AzureSessionReceiver {
                 )
                 .await;
                 drop(guard);
-                if !messages.is_empty() || grace {
+                if polls.over(!messages.is_empty()) {
                     return Ok(messages);
                 }
-                grace = Instant::now() >= deadline;
             }
         })
         .await
