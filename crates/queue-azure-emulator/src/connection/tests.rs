@@ -377,3 +377,46 @@ async fn oversized_messages_are_rejected_whole_or_in_frames() {
         .unwrap();
     assert_eq!(stats.active, 1);
 }
+
+#[tokio::test]
+async fn a_transfer_is_answered_no_sooner_than_the_answer_delay() {
+    let delay = Duration::from_millis(200);
+    let config = EmulatorConfig::new()
+        .with_queue(QueueConfig::new("q"))
+        .with_answer_delay(delay);
+    let emulator = Emulator::start(config, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut client = RawClient::connect(&emulator).await;
+    client.send(&attach(Role::Sender, "q")).await;
+    let Body::Attach(_) = client.next().await else {
+        panic!("no attach");
+    };
+    let Body::Flow(_) = client.next().await else {
+        panic!("no credit");
+    };
+    let transfer = Transfer {
+        handle: Handle(0),
+        delivery_id: Some(0),
+        delivery_tag: Some(ByteBuf::from(vec![0, 0, 0, 0])),
+        message_format: Some(0),
+        settled: Some(false),
+        more: false,
+        rcv_settle_mode: None,
+        state: None,
+        resume: false,
+        aborted: false,
+        batchable: false,
+    };
+    let mut out = Vec::new();
+    frame::encode(&mut out, false, 0, &transfer, &encoded(b"late")).unwrap();
+    let sent = tokio::time::Instant::now();
+    client.write(&out).await;
+    let answer = client.disposition().await;
+    assert!(matches!(answer.state, Some(DeliveryState::Accepted(_))));
+    assert!(
+        sent.elapsed() >= delay,
+        "answered after {:?}, before the {delay:?} delay",
+        sent.elapsed()
+    );
+}
