@@ -61,58 +61,39 @@ impl Keys {
 
     /// Ids and states of every key, for logs: `shared: k1=primary; recipient: r1=primary; ...`.
     pub fn describe(&self) -> String {
+        fn section<I: fmt::Display, S: fmt::Display>(
+            parts: &mut Vec<String>,
+            name: &str,
+            keys: impl Iterator<Item = (I, S)>,
+        ) {
+            let keys: Vec<String> = keys.map(|(id, state)| format!("{id}={state}")).collect();
+            parts.push(format!("{name}: {}", keys.join(", ")));
+        }
         let mut parts = Vec::new();
-        let list = |ids: Vec<String>| ids.join(", ");
         if let Some(shared) = &self.shared {
-            parts.push(format!(
-                "shared: {}",
-                list(
-                    shared
-                        .keys()
-                        .map(|key| format!("{}={}", key.id(), key.state()))
-                        .collect()
-                )
-            ));
+            section(
+                &mut parts,
+                "shared",
+                shared.keys().map(|k| (k.id(), k.state())),
+            );
         }
         if let Some(producer) = &self.producer {
-            parts.push(format!(
-                "recipient public: {}",
-                list(
-                    producer
-                        .recipients()
-                        .map(|key| format!("{}={}", key.id(), key.state()))
-                        .collect()
-                )
-            ));
-            parts.push(format!(
-                "signing: {}",
-                list(
-                    producer
-                        .signers()
-                        .map(|key| format!("{}={}", key.id(), key.state()))
-                        .collect()
-                )
-            ));
+            let recipients = producer.recipients().map(|k| (k.id(), k.state()));
+            section(&mut parts, "recipient public", recipients);
+            section(
+                &mut parts,
+                "signing",
+                producer.signers().map(|k| (k.id(), k.state())),
+            );
         }
         if let Some(consumer) = &self.consumer {
-            parts.push(format!(
-                "recipient: {}",
-                list(
-                    consumer
-                        .key_pairs()
-                        .map(|key| format!("{}={}", key.id(), key.state()))
-                        .collect()
-                )
-            ));
-            parts.push(format!(
-                "trusted senders: {}",
-                list(
-                    consumer
-                        .trusted_senders()
-                        .map(|key| format!("{}={}", key.id(), key.state()))
-                        .collect()
-                )
-            ));
+            section(
+                &mut parts,
+                "recipient",
+                consumer.key_pairs().map(|k| (k.id(), k.state())),
+            );
+            let trusted = consumer.trusted_senders().map(|k| (k.id(), k.state()));
+            section(&mut parts, "trusted senders", trusted);
         }
         parts.join("; ")
     }

@@ -326,3 +326,17 @@ fn private_keys_never_appear_in_debug_or_errors() {
     }
     assert_eq!(texts.len(), 2);
 }
+
+#[test]
+fn keys_describe_every_list_by_id_and_state() {
+    let (mut consumer, producer) = pair_of_documents(Kem::default());
+    consumer.add_generated(id("k1")).unwrap();
+    assert_eq!(
+        consumer.to_keys("consumer").unwrap().describe(),
+        "shared: k1=primary; recipient: r1=primary; trusted senders: s1=primary"
+    );
+    assert_eq!(
+        producer.to_keys("producer").unwrap().describe(),
+        "recipient public: r1=primary; signing: s1=primary"
+    );
+}
