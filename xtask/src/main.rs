@@ -144,8 +144,15 @@ const NOT_IN_DEFAULT_BUILD: &[&str] = &[
     "opentelemetry_sdk",
 ];
 
+/// The Service Bus namespace the caller named in its variable, if any.
+fn azure_namespace() -> Option<String> {
+    std::env::var(AZURE_VARIABLE)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
 fn azure_configured() -> bool {
-    std::env::var(AZURE_VARIABLE).is_ok_and(|value| !value.trim().is_empty())
+    azure_namespace().is_some()
 }
 
 fn parse(args: &[String]) -> Result<Command> {
@@ -382,9 +389,7 @@ fn test(root: &Path) -> Result<()> {
     // first, so that the Service Bus suites can run beside the rest from the same build.
     let all = ["test", "--workspace", "--all-targets", "--all-features"];
     let binaries = run::cargo_build_tests(root, &all, &servers)?;
-    let namespace = std::env::var(AZURE_VARIABLE)
-        .ok()
-        .filter(|value| !value.trim().is_empty());
+    let namespace = azure_namespace();
     let service_bus = namespace
         .as_deref()
         .unwrap_or_else(|| emulator.connection_string());
