@@ -812,8 +812,20 @@ impl Connection {
             return Ok(());
         };
         let result = self.link_flow(&mut link, &flow);
+        // A drain the flow could not finish at once is the pump's to answer.
+        if matches!(&link.role, LinkRole::Sending(sending) if sending.drain && sending.credit_tx.is_some())
+        {
+            self.draining.push(id);
+        }
         self.links.insert(id, link);
         result
+    }
+
+    /// Whether a drain the client asked for on `id` is still unanswered.
+    pub(super) fn is_draining(&self, id: LinkId) -> bool {
+        self.links
+            .get(&id)
+            .is_some_and(|link| matches!(&link.role, LinkRole::Sending(sending) if sending.drain))
     }
 
     fn link_flow(&mut self, link: &mut Link, flow: &Flow) -> Result<(), ProtocolError> {

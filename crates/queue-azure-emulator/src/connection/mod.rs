@@ -40,6 +40,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const CONTAINER_ID: &str = "queue-azure-emulator";
 /// The highest channel (session) number a client may use.
 const CHANNEL_MAX: u16 = 255;
+/// The longest a connection waits for a link's pump to answer a drain before reading on.
+const DRAIN_ANSWER_LIMIT: Duration = Duration::from_secs(1);
 /// Frames read ahead of the connection task.
 const READ_AHEAD: usize = 64;
 
@@ -81,6 +83,7 @@ pub(crate) async fn serve(stream: TcpStream, broker: Arc<Broker>) {
         ended: HashSet::new(),
         links: HashMap::new(),
         next_link: 1,
+        draining: Vec::new(),
     };
     let result = connection.run(frames_rx, events_rx).await;
     match &result {
@@ -148,6 +151,9 @@ pub(crate) struct Connection {
     ended: HashSet<u16>,
     links: HashMap<LinkId, Link>,
     next_link: u64,
+    /// Links whose drain the client asked for and the pump has not answered yet: answered
+    /// before the next frame is read (see [`Connection::answer_drains`]).
+    draining: Vec<LinkId>,
 }
 
 impl Connection {
@@ -168,6 +174,7 @@ impl Connection {
                             let _ = self.flush().await;
                             return Ok(());
                         }
+                        self.answer_drains(&mut events).await?;
                     }
                 },
                 Some(event) = events.recv() => self.on_event(event).await?,
@@ -175,6 +182,34 @@ impl Connection {
             }
             self.flush().await?;
         }
+    }
+
+    /// Answers every pending drain before the next frame is read, as Service Bus does by
+    /// handling a connection's frames in order: a drain finds the messages available when it
+    /// arrives, and only those. Left to the link's pump alone, a disposition that came right
+    /// after the drain (an abandon) could make its message available first and have it
+    /// delivered to the drained credit, locked in a client that believes its receive is over.
+    async fn answer_drains(
+        &mut self,
+        events: &mut mpsc::Receiver<Event>,
+    ) -> Result<(), ProtocolError> {
+        let deadline = Instant::now() + DRAIN_ANSWER_LIMIT;
+        while let Some(&link) = self.draining.last() {
+            if !self.is_draining(link) {
+                self.draining.pop();
+                continue;
+            }
+            // The pump answers a drain with one receive that does not wait; the limit only
+            // guards against a pump that is gone.
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(event)) => self.on_event(event).await?,
+                Ok(None) | Err(_) => {
+                    self.draining.clear();
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), ProtocolError> {

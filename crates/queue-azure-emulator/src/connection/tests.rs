@@ -110,20 +110,7 @@ impl RawClient {
     }
 
     async fn flow(&mut self, delivery_count: u32, link_credit: u32, drain: bool) {
-        self.send(&Flow {
-            next_incoming_id: Some(0),
-            incoming_window: 1000,
-            next_outgoing_id: 0,
-            outgoing_window: 1000,
-            handle: Some(Handle(0)),
-            delivery_count: Some(delivery_count),
-            link_credit: Some(link_credit),
-            available: None,
-            drain,
-            echo: false,
-            properties: None,
-        })
-        .await;
+        self.send(&flow(delivery_count, link_credit, drain)).await;
     }
 
     async fn transfer(&mut self) -> (Transfer, Bytes) {
@@ -151,6 +138,23 @@ impl RawClient {
         })
         .await;
         self.disposition().await
+    }
+}
+
+/// A flow for the link on handle 0.
+fn flow(delivery_count: u32, link_credit: u32, drain: bool) -> Flow {
+    Flow {
+        next_incoming_id: Some(0),
+        incoming_window: 1000,
+        next_outgoing_id: 0,
+        outgoing_window: 1000,
+        handle: Some(Handle(0)),
+        delivery_count: Some(delivery_count),
+        link_credit: Some(link_credit),
+        available: None,
+        drain,
+        echo: false,
+        properties: None,
     }
 }
 
@@ -419,4 +423,58 @@ async fn a_transfer_is_answered_no_sooner_than_the_answer_delay() {
         "answered after {:?}, before the {delay:?} delay",
         sent.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_is_answered_before_the_frames_that_follow_it() {
+    let emulator = emulator(QueueConfig::new("q")).await;
+    seed(&emulator, "q", &["given back"]).await;
+    let mut client = RawClient::connect(&emulator).await;
+    client.send(&attach(Role::Receiver, "q")).await;
+    assert!(matches!(client.next().await, Body::Attach(_)));
+    client.flow(0, 1, false).await;
+    let (delivered, _) = client.transfer().await;
+
+    // A receive that found nothing more drains its credit, and the application at once gives
+    // back what it holds: two frames, read together. The drain finds the queue empty (the
+    // message is locked), so it uses the credit up; the abandoned message must not go to it.
+    let abandon = Disposition {
+        role: Role::Receiver,
+        first: delivered.delivery_id.unwrap(),
+        last: None,
+        settled: false,
+        state: Some(
+            Modified {
+                delivery_failed: None,
+                undeliverable_here: None,
+                message_annotations: None,
+            }
+            .into(),
+        ),
+        batchable: false,
+    };
+    let mut out = Vec::new();
+    frame::encode(&mut out, false, 0, &flow(1, 1, true), &[]).unwrap();
+    frame::encode(&mut out, false, 0, &abandon, &[]).unwrap();
+    client.write(&out).await;
+    let Body::Flow(drained) = client.next().await else {
+        panic!("the drain is not answered first");
+    };
+    assert!(drained.drain);
+    assert_eq!(drained.link_credit, Some(0));
+    assert_eq!(drained.delivery_count, Some(2));
+    let echo = client.disposition().await;
+    assert!(matches!(echo.state, Some(DeliveryState::Modified(_))));
+    assert!(
+        client
+            .next_within(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "the abandoned message went to the drained credit"
+    );
+    let stats = emulator
+        .provider()
+        .queue_stats(&QueueName::new("q").unwrap())
+        .unwrap();
+    assert_eq!((stats.active, stats.in_flight), (1, 0), "{stats:?}");
 }
