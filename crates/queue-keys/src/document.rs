@@ -823,8 +823,19 @@ impl KeysetDocument {
     /// Rotation step 3: retires `id`. Envelopes under it (sealed to it, or signed by it) are
     /// refused from then on, so do this only after the longest time a message can live (see
     /// `docs/operations.md`).
+    ///
+    /// Refuses the primary key of a list that seals or signs with it (every list but the trust
+    /// list): retiring it would leave nothing to seal with; promote its successor first.
     pub fn retire(&mut self, id: &str) -> Result<()> {
-        if self.public.iter().any(|entry| entry.id.as_str() == id) {
+        let primary = || {
+            edit_error(format!(
+                "key {id} is the primary key: promote its successor first (step 2), then retire it"
+            ))
+        };
+        if let Some(entry) = self.public.iter().find(|entry| entry.id.as_str() == id) {
+            if entry.state == KeyState::Primary && entry.kind.one_primary() {
+                return Err(primary());
+            }
             let mut public: Vec<PublicKeyEntry> = self.public.iter().map(copy_entry).collect();
             for entry in public.iter_mut().filter(|entry| entry.id.as_str() == id) {
                 entry.state = KeyState::Retired;
@@ -832,6 +843,9 @@ impl KeysetDocument {
             return self.replace_public(public);
         }
         let keyset = self.shared_with(id)?;
+        if keyset.get(id).map(|key| key.state()) == Some(KeyState::Primary) {
+            return Err(primary());
+        }
         let keys = copy_keys(keyset, |key| {
             (key.id().as_str() == id).then_some(KeyState::Retired)
         })?;

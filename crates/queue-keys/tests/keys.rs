@@ -71,6 +71,12 @@ fn rotation_steps_keep_the_keyset_valid() {
             ("new".into(), KeyState::Active)
         ]
     );
+    // The primary seals: retiring it would leave nothing to seal with.
+    let refused = document.retire("old").unwrap_err();
+    assert!(
+        refused.to_string().contains("promote its successor first"),
+        "{refused}"
+    );
     document.promote("new").unwrap();
     assert_eq!(
         states(&document),
