@@ -322,15 +322,24 @@ impl<S: DocumentStore> KmsKeys<S> {
     /// [`KeyError::Invalid`] when the store holds a document; KMS's or the store's error (also
     /// when the store cannot tell whether it holds one: nothing is written then).
     pub async fn create(&self, kms_key_id: &str, first_key: KeyId) -> Result<KeysetDocument> {
+        let document = KeysetDocument::generate(first_key)?;
+        self.create_document(kms_key_id, &document).await?;
+        Ok(document)
+    }
+
+    /// Writes `document` (a consumer's recipient keys, a producer's signing keys, ...) as the
+    /// store's first value, wrapped by `kms_key_id`. Refuses when the store already holds one.
+    ///
+    /// # Errors
+    /// As [`KmsKeys::create`].
+    pub async fn create_document(&self, kms_key_id: &str, document: &KeysetDocument) -> Result<()> {
         if self.store.exists().await? {
             return Err(KeyError::Invalid {
                 source_name: self.name(),
                 reason: "it already holds a document; refusing to overwrite a keyset".to_owned(),
             });
         }
-        let document = KeysetDocument::generate(first_key)?;
-        self.write(&document, kms_key_id).await?;
-        Ok(document)
+        self.write(document, kms_key_id).await.map(|_| ())
     }
 
     /// Unwraps, applies `edit` (the rotation steps of [`KeysetDocument`]: `add_generated`,

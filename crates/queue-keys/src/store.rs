@@ -176,6 +176,22 @@ impl<S: DocumentStore> StoredKeys<S> {
         parse_document_text(&bytes, &self.store.name())
     }
 
+    /// Writes `document` as the store's first value. Refuses when the store already holds one:
+    /// losing a key loses every message sealed under it.
+    ///
+    /// # Errors
+    /// [`KeyError::Invalid`] when the store holds a document; the store's error (also when it
+    /// cannot tell whether it holds one: nothing is written then).
+    pub async fn create(&self, document: &KeysetDocument) -> Result<()> {
+        if self.store.exists().await? {
+            return Err(KeyError::Invalid {
+                source_name: self.store.name(),
+                reason: "it already holds a document; refusing to overwrite a keyset".to_owned(),
+            });
+        }
+        self.store.write(&document.to_json()?).await
+    }
+
     /// Reads the document, applies `edit` (the rotation steps of [`KeysetDocument`]), and writes
     /// the result as the store's new current value. Nothing is written when `edit` fails.
     ///

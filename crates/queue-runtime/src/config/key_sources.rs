@@ -296,86 +296,23 @@ fn not_in_build(problems: &mut Problems, path: &str, feature: &str) -> Option<Ke
 pub(super) async fn connect(
     settings: &KeySourceSettings,
 ) -> Result<(Arc<dyn KeySource>, &'static str), queue_core::QueueError> {
-    let (source, path): (Arc<dyn KeySource>, &'static str) = match settings {
+    let path = match settings {
         #[cfg(feature = "aws-secrets-manager")]
-        KeySourceSettings::AwsSecretsManager { .. } => (
-            Arc::new(queue_keys::StoredKeys::new(
-                secrets_manager(settings).await?,
-            )),
-            "security.aws_secret_id",
-        ),
+        KeySourceSettings::AwsSecretsManager { .. } => "security.aws_secret_id",
         #[cfg(feature = "azure-key-vault")]
-        KeySourceSettings::AzureKeyVault { .. } => (
-            Arc::new(queue_keys::StoredKeys::new(key_vault(settings)?)),
-            "security.key_vault_url",
-        ),
+        KeySourceSettings::AzureKeyVault { .. } => "security.key_vault_url",
         #[cfg(feature = "aws-kms")]
-        KeySourceSettings::AwsKmsWrapped { store, aws } => {
-            let wrapper = queue_keys::KmsWrapper::connect(aws)
-                .await
-                .map_err(|error| ConfigError::single("security.key_wrapping", error.to_string()))?;
-            let source: Arc<dyn KeySource> = match store.as_ref() {
-                KeySourceSettings::File(file) => Arc::new(queue_keys::KmsKeys::new(
-                    wrapper,
-                    queue_keys::FileDocument::new(file),
-                )),
-                #[cfg(feature = "aws-secrets-manager")]
-                KeySourceSettings::AwsSecretsManager { .. } => Arc::new(queue_keys::KmsKeys::new(
-                    wrapper,
-                    secrets_manager(store).await?,
-                )),
-                #[cfg(feature = "azure-key-vault")]
-                KeySourceSettings::AzureKeyVault { .. } => {
-                    Arc::new(queue_keys::KmsKeys::new(wrapper, key_vault(store)?))
-                }
-                _ => {
-                    return Err(ConfigError::single(
-                        "security.key_wrapping",
-                        "a KMS-wrapped keyset is kept in a file or a secret",
-                    )
-                    .into());
-                }
-            };
-            (source, "security.key_wrapping")
-        }
+        KeySourceSettings::AwsKmsWrapped { .. } => "security.key_wrapping",
         _ => {
             return Err(ConfigError::single("security", "not a key source in the cloud").into());
         }
     };
+    let source: Arc<dyn KeySource> = Arc::new(super::KeyDocument::open(settings).await?);
     source
         .fetch()
         .await
         .map_err(|error| ConfigError::single(path, error.to_string()))?;
     Ok((source, path))
-}
-
-#[cfg(feature = "aws-secrets-manager")]
-async fn secrets_manager(
-    settings: &KeySourceSettings,
-) -> Result<queue_keys::SecretsManagerSecret, ConfigError> {
-    let KeySourceSettings::AwsSecretsManager { secret_id, aws } = settings else {
-        return Err(ConfigError::single(
-            "security",
-            "not a Secrets Manager source",
-        ));
-    };
-    queue_keys::SecretsManagerSecret::connect(aws, secret_id)
-        .await
-        .map_err(|error| ConfigError::single("security.aws_secret_id", error.to_string()))
-}
-
-#[cfg(feature = "azure-key-vault")]
-fn key_vault(settings: &KeySourceSettings) -> Result<queue_keys::KeyVaultSecret, ConfigError> {
-    let KeySourceSettings::AzureKeyVault {
-        vault_url,
-        secret_name,
-        credential,
-    } = settings
-    else {
-        return Err(ConfigError::single("security", "not a Key Vault source"));
-    };
-    queue_keys::KeyVaultSecret::connect(vault_url, secret_name, credential)
-        .map_err(|error| ConfigError::single("security.key_vault_url", error.to_string()))
 }
 
 #[cfg(test)]

@@ -124,6 +124,7 @@
 //!
 //! Validation reports every invalid field with its path, not only the first.
 
+mod key_document;
 mod key_sources;
 mod providers;
 mod resilience;
@@ -135,6 +136,7 @@ use std::path::Path;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+pub use key_document::KeyDocument;
 pub use providers::ProviderConfig;
 use queue_core::config::Problems;
 pub use queue_core::{ConfigError, ConfigProblem};
