@@ -126,6 +126,7 @@ const AZURE_VARIABLE: &str = "QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING";
 const AZURE_LIVE_TESTS: &[(&str, &str)] = &[
     ("queue-azure", "conformance"),
     ("queue-conformance", "azure"),
+    ("queue-runtime-cli", "servicebus"),
 ];
 
 /// The feature sets of queue-runtime checked on their own (all of them together are checked

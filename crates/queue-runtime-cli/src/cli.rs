@@ -49,6 +49,125 @@ pub(crate) enum Command {
     /// The dead-letter queue: list, replay, purge.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Keyset documents: create, rotate (add, promote, retire, remove), list, and set up
+    /// public-key mode (recipient and signing keys, the exchange of their public halves).
+    Keys(KeysArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeysArgs {
+    /// The keyset file to work on. Without it, the key source of the configuration's
+    /// [security] (a file, a Secrets Manager or Key Vault secret, wrapped by KMS or not).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) file: Option<PathBuf>,
+    /// With the configuration: the keys of this queue (its own key source in
+    /// [[security.queues]]) instead of the default ones.
+    #[arg(long, global = true, conflicts_with = "file")]
+    pub(crate) queue: Option<String>,
+    #[command(subcommand)]
+    pub(crate) command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create a keyset with one shared primary key (refuses to overwrite one).
+    Generate(NewKeyArgs),
+    /// Add a new shared key, active: every consumer learns it before it seals (step 1 of a
+    /// rotation).
+    Add(KeyIdArg),
+    /// Make a key the one that seals (step 2).
+    Promote(KeyIdArg),
+    /// Stop sealing and opening with a key (step 3, once nothing sealed under it is left).
+    Retire(KeyIdArg),
+    /// Delete a key for good: a message sealed under it can never be opened again.
+    Remove(RemoveArgs),
+    /// The keys: id, state, kind, dates, and the public half of public keys. Never secrets.
+    List,
+    /// A consumer's recipient key pair (public-key mode); creates a consumer's keyset when
+    /// there is none.
+    Recipient(RecipientArgs),
+    /// A producer's signing key (public-key mode); creates a producer's keyset when there is
+    /// none.
+    Signer(NewKeyArgs),
+    /// Write the public halves (recipient and signing keys) to hand to the other side: no
+    /// secret in it.
+    ExportPublic(ExportArgs),
+    /// Take the other side's public halves: recipient public keys on a producer, trusted
+    /// senders on a consumer.
+    ImportPublic(ImportArgs),
+    /// Trust one sender by its base64 Ed25519 public key (a consumer's keyset).
+    Trust(TrustArgs),
+    /// A keyset wrapped by KMS: wrap it again under a new data key, from another KMS key with
+    /// --kms-key (the keys inside do not change).
+    Rewrap(RewrapArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RewrapArgs {
+    /// The KMS key to wrap with from now on (id, ARN or alias); else the one that wraps it now.
+    #[arg(long, value_name = "KMS_KEY")]
+    pub(crate) kms_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyIdArg {
+    /// The key's id.
+    #[arg(long)]
+    pub(crate) id: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewKeyArgs {
+    /// The new key's id (letters, digits, `-`, `_`, `.`).
+    #[arg(long)]
+    pub(crate) id: String,
+    /// When the keyset is new and the configuration wraps it with KMS: the KMS key that wraps
+    /// it (id, ARN or alias).
+    #[arg(long, value_name = "KMS_KEY")]
+    pub(crate) kms_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RecipientArgs {
+    #[command(flatten)]
+    pub(crate) key: NewKeyArgs,
+    /// The key encapsulation: x25519, or x-wing (post-quantum hybrid).
+    #[arg(long, default_value = "x25519")]
+    pub(crate) kem: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RemoveArgs {
+    /// The key's id.
+    #[arg(long)]
+    pub(crate) id: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub(crate) yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Where to write the export (`-` or nothing: stdout).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ImportArgs {
+    /// The other side's export.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) from: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TrustArgs {
+    /// The sender's key id, as its signatures name it.
+    #[arg(long)]
+    pub(crate) id: String,
+    /// Its Ed25519 public key, base64.
+    #[arg(long, value_name = "BASE64")]
+    pub(crate) public_key: String,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,8 @@ use queue_runtime::prelude::*;
 use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter};
 use queue_sqs::testing::test_server_or_skip;
 
+mod support;
+
 /// The command, with no colour and the credentials moto accepts.
 fn command(config: &Path) -> Command {
     let mut command = Command::cargo_bin("queue-runtime").unwrap();
@@ -90,61 +92,18 @@ async fn an_operator_lists_opens_replays_and_purges_dead_letters_on_sqs() {
     let queue = sqs.queue.as_str();
 
     // Three orders, sent (sealed) with the command.
-    for n in 1..=3 {
-        command(&sqs.config)
-            .args([
-                "send",
-                queue,
-                "--body",
-                &format!("order {n}"),
-                "--property",
-                "kind=order",
-            ])
-            .assert()
-            .success()
-            .stdout(predicate::str::contains("sealed"));
-    }
+    support::send_three_orders(|| command(&sqs.config), queue);
     // The application refuses two of them.
     let client = client(&endpoint, &sqs.keys);
-    let mut reasons = ["invalid-order", "out-of-stock"].into_iter();
-    let mut handled = 0;
-    while handled < 3 {
-        let received = client
-            .receive(&sqs.queue, 10, Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert!(!received.is_empty());
-        for message in received {
-            handled += 1;
-            match reasons.next() {
-                Some(reason) => client
-                    .dead_letter(&message, reason, "the application said no")
-                    .await
-                    .unwrap(),
-                None => client.complete(&message).await.unwrap(),
-            }
-        }
-    }
+    support::refuse_two_of_three(&client, &sqs.queue).await;
 
-    // List: reasons, delivery counts, opened bodies (the keys open them).
-    let listed = command(&sqs.config)
-        .args(["dlq", "list", queue, "--show-body", "--output", "json"])
-        .output()
-        .unwrap();
-    assert!(listed.status.success(), "{listed:?}");
-    let rows: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
-    let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 2, "{rows:?}");
-    let mut seen_reasons: Vec<&str> = rows
-        .iter()
-        .map(|row| row["reason"].as_str().unwrap())
-        .collect();
-    seen_reasons.sort_unstable();
-    assert_eq!(seen_reasons, ["invalid-order", "out-of-stock"]);
-    for row in rows {
-        assert_eq!(row["seal"], "opened");
-        assert!(row["body"].as_str().unwrap().starts_with("order "));
-    }
+    // List: reasons, descriptions, opened bodies (the keys open them).
+    support::assert_two_refusals_listed(&support::json(
+        &command(&sqs.config)
+            .args(["dlq", "list", queue, "--show-body", "--output", "json"])
+            .output()
+            .unwrap(),
+    ));
     command(&sqs.config)
         .args(["dlq", "list", queue])
         .assert()

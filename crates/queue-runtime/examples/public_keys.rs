@@ -3,8 +3,8 @@
 //! The consumer holds the only private key that opens the `orders` queue; the producer (say, a
 //! webhook front end) holds that key's public half and its own signing key, so it can seal to
 //! the queue but never read it, and the consumer knows which producer sealed each message. The
-//! keys are made the way the keys tool makes them (`cargo run -p queue-keys --example keys --
-//! recipient ...`, `signer ...`, `export-public ...`, `import-public ...`). An intruder that
+//! keys are made the way the operator's command makes them (`queue-runtime keys recipient ...`,
+//! `signer ...`, `export-public ...`, `import-public ...`). An intruder that
 //! knows the queue's public key but is not on the consumer's trust list is refused, and its
 //! message is dead-lettered as `rejected: authentication`.
 //!

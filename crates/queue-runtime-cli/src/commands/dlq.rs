@@ -1,9 +1,8 @@
 //! `queue-runtime dlq list | replay | purge`.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
 use queue_runtime::QueueClient;
 use queue_runtime::core::MessageId;
@@ -11,7 +10,7 @@ use queue_runtime::dead_letters::{DeadLetter, DeadLetterFilter};
 use serde::Serialize;
 
 use super::peek::{body_of, seal_of};
-use super::{Done, explain, queue_name};
+use super::{Done, confirm, explain, queue_name};
 use crate::cli::{FilterArgs, ListArgs, SelectArgs};
 use crate::output::{Output, table, unix_millis, write_line};
 
@@ -160,19 +159,6 @@ async fn selected(
         rows.truncate(limit);
     }
     Ok(rows)
-}
-
-/// Asks the person at the terminal; without one, `--yes` is required.
-fn confirm(what: &str) -> Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        bail!("{what}: refusing without confirmation; pass --yes to confirm (no terminal to ask)");
-    }
-    let mut stderr = std::io::stderr();
-    write!(stderr, "{what}? Type yes to go on: ")?;
-    stderr.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    Ok(answer.trim().eq_ignore_ascii_case("yes"))
 }
 
 fn progress(output: Output, verb: &'static str) -> ProgressBar {

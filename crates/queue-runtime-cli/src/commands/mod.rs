@@ -2,10 +2,12 @@
 
 mod check;
 mod dlq;
+mod keys;
 mod peek;
 mod send;
 mod stats;
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -47,6 +49,7 @@ pub(crate) async fn run(cli: Cli) -> Result<Done> {
         Command::Dlq(DlqCommand::Purge(args)) => {
             dlq::purge(&connect(&cli).await?, args, output).await
         }
+        Command::Keys(args) => keys::run(&cli, args, output).await,
     }
 }
 
@@ -65,6 +68,22 @@ async fn connect(cli: &Cli) -> Result<QueueClient> {
         .await
         .map_err(|error| anyhow::anyhow!(explain(&error)))
         .context("cannot connect")
+}
+
+/// Asks the person at the terminal to confirm `what`; without a terminal, refuses (scripts pass
+/// `--yes`).
+pub(crate) fn confirm(what: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "{what}: refusing without confirmation; pass --yes to confirm (no terminal to ask)"
+        );
+    }
+    let mut stderr = std::io::stderr();
+    write!(stderr, "{what}? Type yes to go on: ")?;
+    stderr.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim().eq_ignore_ascii_case("yes"))
 }
 
 /// A queue name as the provider accepts it.
