@@ -377,9 +377,11 @@ fn default_linger() -> Duration {
     queue_sqs::DEFAULT_SETTLE_LINGER
 }
 
-/// Default options (concurrency 8) and full load (concurrency 32), each drained with the default
-/// settle linger and with none, in one run: what batching settles saves in requests, and what it
-/// costs each `complete` in latency.
+/// Default options (concurrency 8) and full load (concurrency 32) drained with the default
+/// settle linger; full load also with none, in the same run: what batching settles saves in
+/// requests, and what it costs each `complete` in latency. (The unbatched drain at default
+/// options, 1,000 `DeleteMessage` calls, would only repeat the full-load comparison at twice
+/// the cost of this test: it is the slowest of the workspace.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_processor_on_a_standard_queue_needs_a_quarter_request_per_message() {
     let Some(endpoint) = test_server_or_skip().unwrap() else {
@@ -387,38 +389,39 @@ async fn the_processor_on_a_standard_queue_needs_a_quarter_request_per_message()
     };
     let _turn = one_at_a_time().await;
     let linger = default_linger();
-    for concurrency in [8, 32] {
-        let options = ProcessorOptions::default().with_max_concurrency(concurrency);
-        let unbatched = drain(&endpoint, false, options.clone(), Duration::ZERO).await;
-        let batched = drain(&endpoint, false, options, linger).await;
-        eprintln!("standard queue, concurrency {concurrency}, settle linger 0: {unbatched}");
-        eprintln!("standard queue, concurrency {concurrency}, settle linger {linger:?}: {batched}");
-        let (p50, p99) = (
-            added_ms(batched.completes.p50(), unbatched.completes.p50()),
-            added_ms(batched.completes.p99(), unbatched.completes.p99()),
-        );
-        eprintln!(
-            "standard queue, concurrency {concurrency}: the settle linger adds {p50:+.1} ms at \
-             p50, {p99:+.1} ms at p99"
-        );
-        // Linger zero is one `DeleteMessage` per message and no batch; the linger batches.
-        assert_eq!(
-            (
-                unbatched.counts.get("DeleteMessage"),
-                unbatched.counts.get("DeleteMessageBatch")
-            ),
-            (Some(&(MESSAGES as u64)), None),
-            "{unbatched}"
-        );
-        assert_eq!(batched.counts.get("DeleteMessage"), None, "{batched}");
-        if concurrency == 32 {
-            assert!(batched.per_message <= 0.25, "{batched}");
-        }
-        assert!(
-            batched.completes.p99() < unbatched.completes.p99() + ADDED_P99_BOUND,
-            "the settle linger added {p99:+.1} ms at p99: {batched} against {unbatched}"
-        );
-    }
+    let defaults = drain(&endpoint, false, ProcessorOptions::default(), linger).await;
+    eprintln!("standard queue, default options, settle linger {linger:?}: {defaults}");
+    assert_eq!(defaults.counts.get("DeleteMessage"), None, "{defaults}");
+    assert!(defaults.per_message <= 0.35, "{defaults}");
+
+    let full_load = ProcessorOptions::default().with_max_concurrency(32);
+    let unbatched = drain(&endpoint, false, full_load.clone(), Duration::ZERO).await;
+    let batched = drain(&endpoint, false, full_load, linger).await;
+    eprintln!("standard queue, concurrency 32, settle linger 0: {unbatched}");
+    eprintln!("standard queue, concurrency 32, settle linger {linger:?}: {batched}");
+    let (p50, p99) = (
+        added_ms(batched.completes.p50(), unbatched.completes.p50()),
+        added_ms(batched.completes.p99(), unbatched.completes.p99()),
+    );
+    eprintln!(
+        "standard queue, concurrency 32: the settle linger adds {p50:+.1} ms at p50, \
+         {p99:+.1} ms at p99"
+    );
+    // Linger zero is one `DeleteMessage` per message and no batch; the linger batches.
+    assert_eq!(
+        (
+            unbatched.counts.get("DeleteMessage"),
+            unbatched.counts.get("DeleteMessageBatch")
+        ),
+        (Some(&(MESSAGES as u64)), None),
+        "{unbatched}"
+    );
+    assert_eq!(batched.counts.get("DeleteMessage"), None, "{batched}");
+    assert!(batched.per_message <= 0.25, "{batched}");
+    assert!(
+        batched.completes.p99() < unbatched.completes.p99() + ADDED_P99_BOUND,
+        "the settle linger added {p99:+.1} ms at p99: {batched} against {unbatched}"
+    );
 }
 
 /// Without load, a linger costs what it says: a processor of concurrency 1 completes one message

@@ -129,6 +129,15 @@ const AZURE_LIVE_TESTS: &[(&str, &str)] = &[
     ("queue-runtime-cli", "servicebus"),
 ];
 
+/// The longest the workspace's tests may run (about 20 minutes on a 2-core machine beside the
+/// Service Bus suites); past it the run is stopped, naming the test executable still running,
+/// so that a hang fails in time to be read instead of running CI into its own timeout.
+const WORKSPACE_TESTS_LIMIT: Duration = Duration::from_secs(40 * 60);
+
+/// The same for each Service Bus suite (the conformance suite takes about 6 minutes) and for
+/// the doctests (about 2).
+const SUITE_LIMIT: Duration = Duration::from_secs(20 * 60);
+
 /// The feature sets of queue-runtime checked on their own (all of them together are checked
 /// with every package).
 const FACADE_FEATURE_SETS: &[&str] = &["memory", "sqs", "azure"];
@@ -401,16 +410,17 @@ fn test(root: &Path) -> Result<()> {
         // They mostly wait on locks and sleeps, one scenario at a time: beside the rest, they
         // cost the run almost nothing.
         let azure = scope.spawn(|| azure_live_tests(root, &binaries, service_bus));
-        let rest = cargo(root, &all, &servers);
+        let rest = run::cargo_within(root, &all, &servers, WORKSPACE_TESTS_LIMIT);
         let azure = azure
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the Service Bus suites' thread panicked")));
         rest.and(azure)
     })?;
-    cargo(
+    run::cargo_within(
         root,
         &["test", "--workspace", "--doc", "--all-features"],
         &[],
+        SUITE_LIMIT,
     )?;
     servicebus::judge(root, &emulator)?;
     let interop = binaries
@@ -450,6 +460,7 @@ fn azure_live_tests(
             &binary.program,
             &args,
             &[(AZURE_VARIABLE, connection_string)],
+            SUITE_LIMIT,
         );
         let took = started.elapsed();
         let (passed, text) = result.unwrap_or_else(|error| (false, format!("{error:#}")));

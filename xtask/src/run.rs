@@ -1,7 +1,8 @@
 //! Running commands, echoed, from the workspace root.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -16,21 +17,120 @@ pub(crate) fn workspace_root() -> Result<PathBuf> {
 /// Runs `program args` in `dir` with extra environment variables, echoing it first; fails when
 /// it exits unsuccessfully.
 pub(crate) fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    run_within(dir, program, args, env, None)
+}
+
+/// [`run`], stopped (with every process it started) and failed when it runs past `limit`.
+pub(crate) fn run_within(
+    dir: &Path,
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Option<Duration>,
+) -> Result<()> {
     let prefix: String = env
         .iter()
         .map(|(key, value)| format!("{key}={value:?} "))
         .collect();
-    println!("$ {prefix}{program} {}", args.join(" "));
-    let status = Command::new(program)
+    let line = format!("{program} {}", args.join(" "));
+    println!("$ {prefix}{line}");
+    let child = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
         .current_dir(dir)
-        .status()
+        .spawn()
         .with_context(|| format!("cannot start {program}"))?;
+    let status = wait_within(child, limit, &line)?;
     if !status.success() {
-        bail!("`{program} {}` failed ({status})", args.join(" "));
+        bail!("`{line}` failed ({status})");
     }
     Ok(())
+}
+
+/// Waits for `child`; past `limit`, prints what it was still running (its process tree, with
+/// each process's age: the test executable that hangs, and its arguments), stops all of it and
+/// fails. A hung test then costs its limit and names itself, instead of running a CI job into
+/// its own timeout with nothing said.
+pub(crate) fn wait_within(
+    mut child: Child,
+    limit: Option<Duration>,
+    what: &str,
+) -> Result<ExitStatus> {
+    let Some(limit) = limit else {
+        return child
+            .wait()
+            .with_context(|| format!("cannot wait for `{what}`"));
+    };
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .with_context(|| format!("cannot wait for `{what}`"))?
+        {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tree = process_tree(child.id());
+    println!(
+        "xtask: `{what}` ran past its limit of {} s; still running (pid, age, command):",
+        limit.as_secs()
+    );
+    for (_, line) in &tree {
+        println!("  {line}");
+    }
+    // Children first, so that none is left to a parent that is gone.
+    for (pid, _) in tree.iter().rev() {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    bail!(
+        "`{what}` ran past its limit of {} s and was stopped (what it was running is printed above)",
+        limit.as_secs()
+    )
+}
+
+/// `root` and its descendants, parents before children: (pid, `ps` line with age and command).
+fn process_tree(root: u32) -> Vec<(u32, String)> {
+    let Ok(output) = Command::new("ps")
+        .args(["-e", "-o", "pid=,ppid=,etime=,args="])
+        .output()
+    else {
+        return vec![(root, root.to_string())];
+    };
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let processes: Vec<(u32, u32, String)> = listing
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let pid = fields.next()?.parse().ok()?;
+            let parent = fields.next()?.parse().ok()?;
+            Some((pid, parent, line.trim().to_owned()))
+        })
+        .collect();
+    let mut tree: Vec<(u32, String)> = processes
+        .iter()
+        .filter(|(pid, _, _)| *pid == root)
+        .map(|(pid, _, line)| (*pid, line.clone()))
+        .collect();
+    let mut next = 0;
+    while next < tree.len() {
+        let parent = tree[next].0;
+        tree.extend(
+            processes
+                .iter()
+                .filter(|(_, ppid, _)| *ppid == parent)
+                .map(|(pid, _, line)| (*pid, line.clone())),
+        );
+        next += 1;
+    }
+    tree
 }
 
 /// The cargo that runs us (so the pinned toolchain's), else `cargo` from the PATH.
@@ -41,6 +141,16 @@ fn cargo_program() -> String {
 /// Runs cargo (the one that runs us) in the workspace.
 pub(crate) fn cargo(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     run(root, &cargo_program(), args, env)
+}
+
+/// [`cargo`], stopped and failed past `limit` (see [`wait_within`]).
+pub(crate) fn cargo_within(
+    root: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Result<()> {
+    run_within(root, &cargo_program(), args, env, Some(limit))
 }
 
 /// A test executable cargo built: its package, its target's name, the program, and the
@@ -115,24 +225,40 @@ fn package_name(id: &str) -> &str {
 
 /// Runs a program with its output captured (for a job running beside another whose output
 /// it must not interleave with): whether it succeeded, and stdout then stderr.
+/// Stopped past `limit`: then the output so far is returned, with what was still running.
 pub(crate) fn captured(
     dir: &Path,
     program: &Path,
     args: &[&str],
     env: &[(&str, &str)],
+    limit: Duration,
 ) -> Result<(bool, String)> {
-    let output = Command::new(program)
+    // Both streams into one file, in the order they were written.
+    let path = std::env::temp_dir().join(format!(
+        "xtask-{}-{}.log",
+        std::process::id(),
+        program
+            .file_name()
+            .map_or_else(String::new, |name| name.to_string_lossy().into_owned())
+    ));
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let child = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
         .current_dir(dir)
-        .output()
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
         .with_context(|| format!("cannot run {}", program.display()))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok((output.status.success(), text))
+    let waited = wait_within(child, Some(limit), &program.display().to_string());
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = std::fs::remove_file(&path);
+    match waited {
+        Ok(status) => Ok((status.success(), text)),
+        Err(error) => Ok((false, format!("{text}\n{error:#}"))),
+    }
 }
 
 /// What cargo prints on stdout for `args` (not echoed: for queries such as `cargo tree`).
@@ -214,6 +340,23 @@ pub(crate) fn installed_tool(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_past_its_limit_is_stopped_with_its_children() {
+        let child = Command::new("sh")
+            .args(["-c", "sleep 60 & sleep 60; wait"])
+            .spawn()
+            .unwrap();
+        let shell = child.id();
+        let started = Instant::now();
+        let error = wait_within(child, Some(Duration::from_secs(1)), "two sleepers").unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert!(error.to_string().contains("ran past its limit"), "{error}");
+        assert!(
+            process_tree(shell).is_empty(),
+            "the shell or its sleepers are still running"
+        );
+    }
 
     #[test]
     fn package_names_come_out_of_both_id_formats() {

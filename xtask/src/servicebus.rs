@@ -205,6 +205,10 @@ fn text(path: &Path) -> Result<&str> {
     path.to_str().context("the workspace path is not UTF-8")
 }
 
+/// The longest the judge's scenario, or one half of the interop, may run (they take seconds to
+/// a minute; past this, something hangs).
+const JUDGE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
 /// Runs Microsoft's Python SDK scenario against `emulator`. Without Python (or its venv module)
 /// it fails in CI and says SKIPPED elsewhere.
 pub(crate) fn judge(root: &Path, emulator: &ServiceBusEmulator) -> Result<()> {
@@ -213,7 +217,7 @@ pub(crate) fn judge(root: &Path, emulator: &ServiceBusEmulator) -> Result<()> {
         return Ok(());
     };
     let scenario: PathBuf = root.join(CRATE).join("judge").join("scenario.py");
-    crate::run::run(
+    crate::run::run_within(
         root,
         text(&python)?,
         &[text(&scenario)?],
@@ -221,6 +225,7 @@ pub(crate) fn judge(root: &Path, emulator: &ServiceBusEmulator) -> Result<()> {
             (CONNECTION_STRING_VARIABLE, emulator.connection_string()),
             ("PYTHONDONTWRITEBYTECODE", "1"),
         ],
+        Some(JUDGE_LIMIT),
     )
     .context("Microsoft's Python SDK failed against the emulator (the steps above say which)")
 }
@@ -247,15 +252,16 @@ pub(crate) fn interop(
     let run_id = format!("{}-{started}", std::process::id());
     let connection_string = emulator.connection_string();
     let python_half = |half: &str| {
-        crate::run::run(
+        crate::run::run_within(
             root,
             text(&python)?,
             &[text(&script)?, half, &run_id, connection_string],
             &[("PYTHONDONTWRITEBYTECODE", "1")],
+            Some(JUDGE_LIMIT),
         )
     };
     python_half("send").context("Python could not send its interop message")?;
-    crate::run::run(
+    crate::run::run_within(
         &rust_half.dir,
         text(&rust_half.program)?,
         &["--ignored", "--nocapture"],
@@ -263,6 +269,7 @@ pub(crate) fn interop(
             (test_variable, connection_string),
             ("QUEUE_RUNTIME_INTEROP_RUN", &run_id),
         ],
+        Some(JUDGE_LIMIT),
     )
     .context("queue-azure did not read Python's message as sent (or could not answer)")?;
     python_half("check").context("Python did not read queue-azure's message as sent")
