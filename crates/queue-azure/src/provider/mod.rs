@@ -131,8 +131,8 @@ impl Inner {
     /// The SDK prefetch of a link: `prefetch_count` as configured (0 by default).
     ///
     /// A consumer's hint ([`QueueProvider::set_prefetch_hint`]) is not followed on Service Bus:
-    /// run against our test broker, a processor on links with the SDK's prefetch on starved (4
-    /// of 16 messages in 60 s), and azservicebus 0.25 cannot give back what it fetched ahead;
+    /// azservicebus 0.25 cannot give back what it fetched ahead, so buffered messages would stay
+    /// locked a lock's duration after every shutdown, their locks out of the processor's reach;
     /// see docs/batching.md.
     fn prefetch(&self) -> u32 {
         self.config.prefetch_count
