@@ -381,16 +381,25 @@ fn check_default_build(root: &Path) -> Result<()> {
 fn test(root: &Path) -> Result<()> {
     let moto = moto::MotoServer::start(root)?;
     let redis = redis::RedisServer::start(root)?;
-    let emulator = servicebus::ServiceBusEmulator::start(root)?;
     let servers: Vec<(&str, &str)> = moto
         .test_env()
         .into_iter()
         .chain(redis.test_env())
         .collect();
     // Every feature, so the optional providers of the facade (`sqs`) are tested too. Built
-    // first, so that the Service Bus suites can run beside the rest from the same build.
+    // first, so that the Service Bus suites can run beside the rest from the same build, on the
+    // emulator it built.
     let all = ["test", "--workspace", "--all-targets", "--all-features"];
     let binaries = run::cargo_build_tests(root, &all, &servers)?;
+    let emulator_binary = binaries
+        .iter()
+        .find(|binary| {
+            binary.package == "queue-azure-emulator"
+                && binary.target == "queue-azure-emulator"
+                && !binary.harness
+        })
+        .context("the test build made no queue-azure-emulator executable")?;
+    let emulator = servicebus::ServiceBusEmulator::start_built(root, &emulator_binary.program)?;
     let namespace = azure_namespace();
     let service_bus = namespace
         .as_deref()

@@ -153,13 +153,15 @@ pub(crate) fn cargo_within(
     run_within(root, &cargo_program(), args, env, Some(limit))
 }
 
-/// A test executable cargo built: its package, its target's name, the program, and the
-/// package's directory (where cargo runs it).
+/// An executable a test build made: its package, its target's name, the program, the
+/// package's directory (where cargo runs it), and whether it is a test harness (else a binary
+/// target, built for the package's integration tests).
 pub(crate) struct TestBinary {
     pub(crate) package: String,
     pub(crate) target: String,
     pub(crate) program: PathBuf,
     pub(crate) dir: PathBuf,
+    pub(crate) harness: bool,
 }
 
 /// Builds tests with `cargo <args> --no-run` (echoed, diagnostics shown as usual) and returns
@@ -202,6 +204,7 @@ pub(crate) fn cargo_build_tests(
             dir: Path::new(manifest)
                 .parent()
                 .map_or_else(|| root.to_path_buf(), Path::to_path_buf),
+            harness: message["profile"]["test"].as_bool().unwrap_or(true),
         });
     }
     if !output.status.success() {

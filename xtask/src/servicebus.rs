@@ -48,6 +48,13 @@ impl ServiceBusEmulator {
         let binary = crate::run::target_directory(root)?
             .join("debug")
             .join("queue-azure-emulator");
+        Self::start_built(root, &binary)
+    }
+
+    /// [`start`](Self::start) with an emulator executable already built (by the workspace's
+    /// test build, which builds it for the emulator's own tests: building it again alone would
+    /// compile its dependencies a second time under other features).
+    pub(crate) fn start_built(root: &Path, binary: &Path) -> Result<ServiceBusEmulator> {
         let entities = entities_file(root)?;
         let log_path = crate::xtask_dir(root).join("servicebus-emulator.log");
         let log = File::create(&log_path)
@@ -75,7 +82,7 @@ impl ServiceBusEmulator {
             args.join(" "),
             log_path.display()
         );
-        let child = Command::new(&binary)
+        let child = Command::new(binary)
             .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("cannot share the emulator log")?)
