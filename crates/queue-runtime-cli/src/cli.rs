@@ -56,12 +56,12 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct KeysArgs {
-    /// The keyset file to work on. Without it, the key source of the configuration's
-    /// [security] (a file, a Secrets Manager or Key Vault secret, wrapped by KMS or not).
+    /// The keyset file to work on. Without it, the key source of the configuration's security
+    /// section (a file, a Secrets Manager or Key Vault secret, wrapped by KMS or not).
     #[arg(long, global = true, value_name = "PATH")]
     pub(crate) file: Option<PathBuf>,
-    /// With the configuration: the keys of this queue (its own key source in
-    /// [[security.queues]]) instead of the default ones.
+    /// With the configuration: the keys of this queue (its own key source among the
+    /// security.queues entries) instead of the default ones.
     #[arg(long, global = true, conflicts_with = "file")]
     pub(crate) queue: Option<String>,
     #[command(subcommand)]
