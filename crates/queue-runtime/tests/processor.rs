@@ -375,6 +375,42 @@ impl QueueProvider for OnDemand {
     }
 }
 
+/// A stopping processor takes nothing more: once shutdown is asked, it finishes the receive in
+/// flight and starts no other (each would wait up to `receive_wait`, and whatever it took would
+/// be given straight back, a delivery counted for nothing). Twenty stops, each counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_processor_starts_no_more_receives() {
+    let broker = broker_with(false, Duration::from_secs(30), 10);
+    let provider = OnDemand::new(broker, true);
+    let client = QueueClient::new(provider.clone());
+    let mut started_after_stop = 0;
+    for _ in 0..20 {
+        let processor = Processor::new(
+            client.clone(),
+            queue("work"),
+            |_: ReceivedMessage, _: HandlerContext| async { Outcome::Complete },
+        )
+        .with_options(
+            ProcessorOptions::default()
+                .with_max_concurrency(4)
+                .with_receive_wait(Duration::from_millis(30)),
+        );
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(processor.run(shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(45)).await;
+        shutdown.cancel();
+        let at_stop = provider.receives.load(Ordering::SeqCst);
+        running.await.unwrap().unwrap();
+        started_after_stop += provider.receives.load(Ordering::SeqCst) - at_stop;
+    }
+    // At most a receive that began in the instant between the loop's check and the stop, now
+    // and then; an unbiased choice between "a slot is free" and "stop" made about one per stop.
+    assert!(
+        started_after_stop <= 2,
+        "{started_after_stop} receives started after 20 stops"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_does_not_stop_the_processor() {
     let broker = broker_with(false, Duration::from_secs(30), 10);

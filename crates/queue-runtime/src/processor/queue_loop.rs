@@ -26,14 +26,21 @@ pub(super) async fn run_queue(shared: &Arc<Shared>) -> Result<()> {
     let mut failures = 0_u32;
     let mut outcome = Ok(());
     loop {
+        // Shutdown first: with a slot free as well, an unbiased select picked either, so a
+        // stopping processor went on receiving (each receive up to `receive_wait`, and every
+        // message it took given straight back, a delivery counted for nothing).
         let first = tokio::select! {
+            biased;
+            () = shared.shutdown.cancelled() => break,
             permit = slots.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
             },
-            () = shared.shutdown.cancelled() => break,
         };
         let mut permits = gather_slots(shared, &slots, first, batch_limit).await;
+        if shared.shutdown.is_cancelled() {
+            break;
+        }
         while tasks.try_join_next().is_some() {}
         // Not raced against shutdown: a receive dropped half-way could leave messages locked
         // until their lock expires. It returns within `receive_wait`.
@@ -91,8 +98,9 @@ async fn gather_slots(
         }
         // Every slot not held here is busy with a handler; wait a little for some to free.
         let more = tokio::select! {
-            permit = tokio::time::timeout_at(gather_until, slots.clone().acquire_owned()) => permit,
+            biased;
             () = shared.shutdown.cancelled() => break,
+            permit = tokio::time::timeout_at(gather_until, slots.clone().acquire_owned()) => permit,
         };
         match more {
             Ok(Ok(permit)) => permits.push(permit),
