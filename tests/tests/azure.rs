@@ -158,6 +158,89 @@ async fn dead_letters_are_listed_purged_and_replayed() {
     provider.close().await.unwrap();
 }
 
+/// Runs `processor` until `done` (or 30 s), then stops it: its report, and how long it ran.
+async fn run_until(processor: Processor, done: impl Fn() -> bool) -> (ProcessorReport, Duration) {
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(processor.run(shutdown.clone()));
+    let started = tokio::time::Instant::now();
+    while !done() && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    let report = running.await.unwrap().unwrap();
+    (report, started.elapsed())
+}
+
+/// A processor stopped mid-flight gives back at once what it has not finished: the handler
+/// that would not stop is cut off at the shutdown deadline and its message abandoned, so a
+/// second processor handles it well before its 5 s lock would have run out, and every message
+/// is handled exactly once across the two.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs QUEUE_RUNTIME_TEST_AZURE_CONNECTION_STRING; run by `cargo xtask test` when it is set"]
+async fn a_processor_stopped_mid_flight_gives_back_at_once_and_loses_nothing() {
+    use std::sync::Mutex;
+
+    const COUNT: usize = 12;
+    let (provider, queue, client) = setup(false).await;
+    for index in 0..COUNT {
+        client
+            .send(&queue, Message::new(format!("{index}")))
+            .await
+            .unwrap();
+    }
+    let handled: Arc<Mutex<Vec<String>>> = Arc::default();
+    let handler = |stuck: bool| {
+        let handled = handled.clone();
+        move |message: ReceivedMessage, _: HandlerContext| {
+            let handled = handled.clone();
+            async move {
+                let body = String::from_utf8_lossy(message.body()).into_owned();
+                // Message 7 hangs in the first processor: its shutdown must not wait for it.
+                let nap = if stuck && body == "7" { 3_600 } else { 0 };
+                tokio::time::sleep(Duration::from_secs(nap) + Duration::from_millis(100)).await;
+                handled.lock().unwrap().push(body);
+                Outcome::Complete
+            }
+        }
+    };
+    let options = ProcessorOptions::default()
+        .with_max_concurrency(4)
+        .with_shutdown_deadline(Duration::from_millis(500));
+    let count = || handled.lock().unwrap().len();
+    let (first, _) = run_until(
+        Processor::new(client.clone(), queue.clone(), handler(true)).with_options(options.clone()),
+        || count() >= 8,
+    )
+    .await;
+    assert_eq!(first.abandoned_at_shutdown, 1, "{first:?}");
+    assert!(!handled.lock().unwrap().contains(&"7".to_owned()));
+
+    let (second, took) = run_until(
+        Processor::new(client.clone(), queue.clone(), handler(false)).with_options(options),
+        || count() >= COUNT,
+    )
+    .await;
+    eprintln!(
+        "DEBUG first {first:?} second {second:?} took {took:?} order {:?}",
+        handled.lock().unwrap()
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "the rest took {took:?}: given back only when the 5 s lock ran out?"
+    );
+    let mut all = handled.lock().unwrap().clone();
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!((before, all.len()), (COUNT, COUNT), "each once: {all:?}");
+    assert_eq!(
+        first.completed + second.completed,
+        COUNT as u64,
+        "{first:?} {second:?}"
+    );
+    provider.close().await.unwrap();
+}
+
 /// The processor over Service Bus (issue 18's processor evidence): a handler slower than the
 /// queue's 5 s lock keeps its message (the lock is renewed; handled and completed once), a
 /// handler's dead-letter outcome lands with its reason, and a handler that panics every time
