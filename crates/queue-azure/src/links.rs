@@ -155,26 +155,39 @@ fn next_poll(deadline: Instant) -> Duration {
 
 /// The polls of one receive (of a queue or of a session): polls of at most [`POLL`] until its
 /// wait is over, then one [`DRAIN_GRACE`] poll for what the last drain brought.
+///
+/// The wait is for messages: it starts at the first poll, once the link is attached, as SQS's
+/// long poll starts once the request arrived. Counting a first attach (a connection, a CBS
+/// token, the link: hundreds of milliseconds on a busy machine) against a short wait would end
+/// it before the first message could come.
 pub(crate) struct Polls {
-    deadline: Instant,
+    wait: Duration,
+    deadline: Option<Instant>,
     grace: bool,
 }
 
 impl Polls {
-    /// The polls of a receive that waits `wait` from now.
+    /// The polls of a receive that waits `wait` from its first poll.
     pub(crate) fn new(wait: Duration) -> Self {
         Polls {
-            deadline: Instant::now() + wait,
+            wait,
+            deadline: None,
             grace: false,
         }
     }
 
+    fn deadline(&mut self) -> Instant {
+        *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + self.wait)
+    }
+
     /// How long the next poll waits.
-    pub(crate) fn next_wait(&self) -> Duration {
+    pub(crate) fn next_wait(&mut self) -> Duration {
         if self.grace {
             DRAIN_GRACE
         } else {
-            next_poll(self.deadline)
+            next_poll(self.deadline())
         }
     }
 
@@ -183,7 +196,7 @@ impl Polls {
         if got_any || self.grace {
             return true;
         }
-        self.grace = Instant::now() >= self.deadline;
+        self.grace = Instant::now() >= self.deadline();
         false
     }
 }

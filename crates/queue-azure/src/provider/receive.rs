@@ -131,19 +131,14 @@ impl AzureProvider {
         options: ReceiveOptions,
     ) -> Result<Vec<ReceivedMessage>> {
         let max = check_max_messages(options.max_messages, &self.inner.capabilities)?;
-        let mut polls: Option<Polls> = None;
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        let mut polls = Polls::new(options.wait);
         loop {
             let mut guard = self.checkout(queue, options.sub_queue).await?;
             let link = OwnedMutexGuard::mutex(&guard).clone();
             let Some(receiver) = guard.as_mut() else {
                 continue;
             };
-            // The wait is for messages: it starts once the link is attached, as SQS's long poll
-            // starts once the request arrived. Counting the first attach (a connection, a CBS
-            // token, the link: hundreds of milliseconds on a busy machine) against a short wait
-            // would end it before the first message could come.
-            let polls = polls.get_or_insert_with(|| Polls::new(options.wait));
-            let max = u32::try_from(max).unwrap_or(u32::MAX);
             let polled = poll(receiver, max, polls.next_wait()).await;
             let raw = match polled {
                 Ok(raw) => raw,
