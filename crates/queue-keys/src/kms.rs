@@ -333,12 +333,7 @@ impl<S: DocumentStore> KmsKeys<S> {
     /// # Errors
     /// As [`KmsKeys::create`].
     pub async fn create_document(&self, kms_key_id: &str, document: &KeysetDocument) -> Result<()> {
-        if self.store.exists().await? {
-            return Err(KeyError::Invalid {
-                source_name: self.name(),
-                reason: "it already holds a document; refusing to overwrite a keyset".to_owned(),
-            });
-        }
+        crate::store::refuse_existing(&self.store, &self.name()).await?;
         self.write(document, kms_key_id).await.map(|_| ())
     }
 

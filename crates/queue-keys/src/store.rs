@@ -183,12 +183,7 @@ impl<S: DocumentStore> StoredKeys<S> {
     /// [`KeyError::Invalid`] when the store holds a document; the store's error (also when it
     /// cannot tell whether it holds one: nothing is written then).
     pub async fn create(&self, document: &KeysetDocument) -> Result<()> {
-        if self.store.exists().await? {
-            return Err(KeyError::Invalid {
-                source_name: self.store.name(),
-                reason: "it already holds a document; refusing to overwrite a keyset".to_owned(),
-            });
-        }
+        refuse_existing(&self.store, &self.store.name()).await?;
         self.store.write(&document.to_json()?).await
     }
 
@@ -218,6 +213,18 @@ impl<S: DocumentStore> KeySource for StoredKeys<S> {
         let name = self.store.name();
         Ok(Arc::new(self.read_document().await?.into_keys(&name)?))
     }
+}
+
+/// Fails when `store` already holds a document (named `source_name` in the error), so that a
+/// first write never replaces a keyset: losing a key loses every message sealed under it.
+pub(crate) async fn refuse_existing(store: &impl DocumentStore, source_name: &str) -> Result<()> {
+    if store.exists().await? {
+        return Err(KeyError::Invalid {
+            source_name: source_name.to_owned(),
+            reason: "it already holds a document; refusing to overwrite a keyset".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Marks the wrapped format of [`KmsKeys`](crate::KmsKeys), so a plain reader can say what it
