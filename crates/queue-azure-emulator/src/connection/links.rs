@@ -813,19 +813,16 @@ impl Connection {
         };
         let result = self.link_flow(&mut link, &flow);
         // A drain the flow could not finish at once is the pump's to answer.
-        if matches!(&link.role, LinkRole::Sending(sending) if sending.drain && sending.credit_tx.is_some())
-        {
+        if pump_owes_drain(&link) {
             self.draining.push(id);
         }
         self.links.insert(id, link);
         result
     }
 
-    /// Whether a drain the client asked for on `id` is still unanswered.
+    /// Whether the pump of `id` still owes the client the answer to a drain.
     pub(super) fn is_draining(&self, id: LinkId) -> bool {
-        self.links
-            .get(&id)
-            .is_some_and(|link| matches!(&link.role, LinkRole::Sending(sending) if sending.drain))
+        self.links.get(&id).is_some_and(pump_owes_drain)
     }
 
     fn link_flow(&mut self, link: &mut Link, flow: &Flow) -> Result<(), ProtocolError> {
@@ -919,6 +916,11 @@ fn gone() -> Failure {
 
 fn internal(error: ProtocolError) -> Failure {
     Failure::new(condition::INTERNAL_ERROR, 500, error.to_string())
+}
+
+/// A drain the client asked for on a link fed by a pump, not answered yet.
+fn pump_owes_drain(link: &Link) -> bool {
+    matches!(&link.role, LinkRole::Sending(sending) if sending.drain && sending.credit_tx.is_some())
 }
 
 #[cfg(test)]

@@ -128,16 +128,38 @@ impl RawClient {
     }
 
     async fn settle(&mut self, delivery_id: u32, state: DeliveryState) -> Disposition {
-        self.send(&Disposition {
-            role: Role::Receiver,
-            first: delivery_id,
-            last: None,
-            settled: false,
-            state: Some(state),
-            batchable: false,
-        })
-        .await;
+        self.send(&settlement(delivery_id, state)).await;
         self.disposition().await
+    }
+}
+
+/// The client's unsettled settlement of one delivery.
+fn settlement(delivery_id: u32, state: DeliveryState) -> Disposition {
+    Disposition {
+        role: Role::Receiver,
+        first: delivery_id,
+        last: None,
+        settled: false,
+        state: Some(state),
+        batchable: false,
+    }
+}
+
+/// An unsettled transfer on the link on handle 0, tagged with its id; `more` when another frame
+/// of the same message follows.
+fn transfer(delivery_id: u32, more: bool) -> Transfer {
+    Transfer {
+        handle: Handle(0),
+        delivery_id: Some(delivery_id),
+        delivery_tag: Some(ByteBuf::from(delivery_id.to_be_bytes().to_vec())),
+        message_format: Some(0),
+        settled: Some(false),
+        more,
+        rcv_settle_mode: None,
+        state: None,
+        resume: false,
+        aborted: false,
+        batchable: false,
     }
 }
 
@@ -340,19 +362,6 @@ async fn oversized_messages_are_rejected_whole_or_in_frames() {
     };
     assert!(credit.link_credit.unwrap() > 0);
     let big = encoded(&[7; 2000]);
-    let transfer = |id: u32, more: bool| Transfer {
-        handle: Handle(0),
-        delivery_id: Some(id),
-        delivery_tag: Some(ByteBuf::from(id.to_be_bytes().to_vec())),
-        message_format: Some(0),
-        settled: Some(false),
-        more,
-        rcv_settle_mode: None,
-        state: None,
-        resume: false,
-        aborted: false,
-        batchable: false,
-    };
     for (id, frames) in [
         (0u32, vec![&big[..]]),
         (1, vec![&big[..1500], &big[1500..]]),
@@ -399,21 +408,8 @@ async fn a_transfer_is_answered_no_sooner_than_the_answer_delay() {
     let Body::Flow(_) = client.next().await else {
         panic!("no credit");
     };
-    let transfer = Transfer {
-        handle: Handle(0),
-        delivery_id: Some(0),
-        delivery_tag: Some(ByteBuf::from(vec![0, 0, 0, 0])),
-        message_format: Some(0),
-        settled: Some(false),
-        more: false,
-        rcv_settle_mode: None,
-        state: None,
-        resume: false,
-        aborted: false,
-        batchable: false,
-    };
     let mut out = Vec::new();
-    frame::encode(&mut out, false, 0, &transfer, &encoded(b"late")).unwrap();
+    frame::encode(&mut out, false, 0, &transfer(0, false), &encoded(b"late")).unwrap();
     let sent = tokio::time::Instant::now();
     client.write(&out).await;
     let answer = client.disposition().await;
@@ -438,21 +434,15 @@ async fn a_drain_is_answered_before_the_frames_that_follow_it() {
     // A receive that found nothing more drains its credit, and the application at once gives
     // back what it holds: two frames, read together. The drain finds the queue empty (the
     // message is locked), so it uses the credit up; the abandoned message must not go to it.
-    let abandon = Disposition {
-        role: Role::Receiver,
-        first: delivered.delivery_id.unwrap(),
-        last: None,
-        settled: false,
-        state: Some(
-            Modified {
-                delivery_failed: None,
-                undeliverable_here: None,
-                message_annotations: None,
-            }
-            .into(),
-        ),
-        batchable: false,
-    };
+    let abandon = settlement(
+        delivered.delivery_id.unwrap(),
+        Modified {
+            delivery_failed: None,
+            undeliverable_here: None,
+            message_annotations: None,
+        }
+        .into(),
+    );
     let mut out = Vec::new();
     frame::encode(&mut out, false, 0, &flow(1, 1, true), &[]).unwrap();
     frame::encode(&mut out, false, 0, &abandon, &[]).unwrap();
