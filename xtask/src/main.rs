@@ -391,14 +391,13 @@ fn test(root: &Path) -> Result<()> {
     // emulator it built.
     let all = ["test", "--workspace", "--all-targets", "--all-features"];
     let binaries = run::cargo_build_tests(root, &all, &servers)?;
-    let emulator_binary = binaries
-        .iter()
-        .find(|binary| {
-            binary.package == "queue-azure-emulator"
-                && binary.target == "queue-azure-emulator"
-                && !binary.harness
-        })
-        .context("the test build made no queue-azure-emulator executable")?;
+    let emulator_binary = run::built(
+        &binaries,
+        "queue-azure-emulator",
+        "queue-azure-emulator",
+        false,
+    )
+    .context("the test build made no queue-azure-emulator executable")?;
     let emulator = servicebus::ServiceBusEmulator::start_built(root, &emulator_binary.program)?;
     let namespace = azure_namespace();
     let service_bus = namespace
@@ -424,9 +423,7 @@ fn test(root: &Path) -> Result<()> {
         SUITE_LIMIT,
     )?;
     servicebus::judge(root, &emulator)?;
-    let interop = binaries
-        .iter()
-        .find(|binary| binary.package == "queue-azure" && binary.target == "interop")
+    let interop = run::built(&binaries, "queue-azure", "interop", true)
         .context("the interop test of queue-azure was not built")?;
     servicebus::interop(root, &emulator, interop, AZURE_VARIABLE)
 }
@@ -447,10 +444,7 @@ fn azure_live_tests(
     let args = ["--ignored", "--nocapture", "--test-threads=1"];
     for (package, test) in AZURE_LIVE_TESTS {
         let name = format!("{package} --test {test}");
-        let Some(binary) = binaries
-            .iter()
-            .find(|binary| binary.package == *package && binary.target == *test)
-        else {
+        let Some(binary) = run::built(binaries, package, test, true) else {
             output.push_str(&format!("{name}: not among the built tests\n"));
             failures.push(name);
             continue;

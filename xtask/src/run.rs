@@ -164,6 +164,18 @@ pub(crate) struct TestBinary {
     pub(crate) harness: bool,
 }
 
+/// The test harness (`harness`) or the binary target `target` of `package` among `binaries`.
+pub(crate) fn built<'a>(
+    binaries: &'a [TestBinary],
+    package: &str,
+    target: &str,
+    harness: bool,
+) -> Option<&'a TestBinary> {
+    binaries.iter().find(|binary| {
+        binary.package == package && binary.target == target && binary.harness == harness
+    })
+}
+
 /// Builds tests with `cargo <args> --no-run` (echoed, diagnostics shown as usual) and returns
 /// the test executables it built, read from cargo's JSON messages.
 pub(crate) fn cargo_build_tests(
