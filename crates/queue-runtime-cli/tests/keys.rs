@@ -97,40 +97,32 @@ fn a_shared_key_rotation_on_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("keys.json");
     let file = file.to_str().unwrap();
-    keys()
-        .args(["--file", file, "generate", "--id", "orders-2026-11"])
+    on_file(file)
+        .args(["generate", "--id", "orders-2026-11"])
         .assert()
         .success()
         .stdout(predicate::str::contains(
             "created with orders-2026-11 as the primary key",
         ));
     // Never over an existing keyset: losing a key loses its messages.
-    keys()
-        .args(["--file", file, "generate", "--id", "again"])
+    on_file(file)
+        .args(["generate", "--id", "again"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("refusing to overwrite"));
 
     // The three steps: add (active), promote, retire; then remove, confirmed.
-    keys()
-        .args(["--file", file, "add", "--id", "orders-2026-12"])
+    on_file(file)
+        .args(["add", "--id", "orders-2026-12"])
         .assert()
         .success();
-    keys()
-        .args(["--file", file, "promote", "--id", "orders-2026-12"])
+    on_file(file)
+        .args(["promote", "--id", "orders-2026-12"])
         .assert()
         .success();
     let report = json(
-        &keys()
-            .args([
-                "--file",
-                file,
-                "--output",
-                "json",
-                "retire",
-                "--id",
-                "orders-2026-11",
-            ])
+        &on_file(file)
+            .args(["--output", "json", "retire", "--id", "orders-2026-11"])
             .output()
             .unwrap(),
     );
@@ -146,50 +138,46 @@ fn a_shared_key_rotation_on_a_file() {
 
     let secrets = secrets_of(Path::new(file));
     // Removing is destructive: refused without a terminal to ask, done with --yes.
-    let refused = keys()
-        .args(["--file", file, "remove", "--id", "orders-2026-11"])
+    let refused = on_file(file)
+        .args(["remove", "--id", "orders-2026-11"])
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
-    let listing = keys().args(["--file", file, "list"]).output().unwrap();
+    let listing = on_file(file).args(["list"]).output().unwrap();
     assert!(listing.status.success());
     assert!(String::from_utf8_lossy(&listing.stdout).contains("orders-2026-11"));
     assert_no_secret(&listing, &secrets);
-    keys()
-        .args(["--file", file, "remove", "--id", "orders-2026-11", "--yes"])
+    on_file(file)
+        .args(["remove", "--id", "orders-2026-11", "--yes"])
         .assert()
         .success()
         .stdout(predicate::str::contains("removed orders-2026-11"));
 
     // Bad input: a refused step changes nothing and says why; usage errors exit 2.
-    keys()
-        .args(["--file", file, "retire", "--id", "orders-2026-12"])
+    on_file(file)
+        .args(["retire", "--id", "orders-2026-12"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("promote its successor first"));
-    keys()
-        .args(["--file", file, "promote", "--id", "nobody"])
+    on_file(file)
+        .args(["promote", "--id", "nobody"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("nobody"));
-    keys()
-        .args(["--file", file, "add", "--id", "bad id!"])
+    on_file(file)
+        .args(["add", "--id", "bad id!"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("--id"));
-    keys().args(["--file", file, "promote"]).assert().code(2);
+    on_file(file).args(["promote"]).assert().code(2);
     let report = list_json(on_file(file));
     assert_eq!(
         listed(&report),
         [key("orders-2026-12", "primary", "shared")]
     );
-    keys()
-        .args([
-            "--file",
-            dir.path().join("none.json").to_str().unwrap(),
-            "list",
-        ])
+    on_file(dir.path().join("none.json").to_str().unwrap())
+        .args(["list"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("none.json"));
@@ -203,68 +191,39 @@ fn public_key_mode_is_set_up_by_exchanging_public_halves() {
     let (consumer_public, producer_public) =
         (path("consumer-public.json"), path("producer-public.json"));
 
-    keys()
-        .args([
-            "--file",
-            &consumer,
-            "recipient",
-            "--id",
-            "orders-r1",
-            "--kem",
-            "x-wing",
-        ])
+    on_file(&consumer)
+        .args(["recipient", "--id", "orders-r1", "--kem", "x-wing"])
         .assert()
         .success()
         .stdout(predicate::str::contains("x-wing"));
-    keys()
-        .args(["--file", &producer, "signer", "--id", "webhook-1"])
+    on_file(&producer)
+        .args(["signer", "--id", "webhook-1"])
         .assert()
         .success();
     // A producer's keyset never holds a key that opens.
-    keys()
-        .args(["--file", &producer, "recipient", "--id", "stolen"])
+    on_file(&producer)
+        .args(["recipient", "--id", "stolen"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("producer"));
 
-    keys()
-        .args([
-            "--file",
-            &consumer,
-            "export-public",
-            "--out",
-            &consumer_public,
-        ])
+    on_file(&consumer)
+        .args(["export-public", "--out", &consumer_public])
         .assert()
         .success()
         .stdout(predicate::str::contains("no secret in it"));
-    keys()
-        .args([
-            "--file",
-            &producer,
-            "import-public",
-            "--from",
-            &consumer_public,
-        ])
+    on_file(&producer)
+        .args(["import-public", "--from", &consumer_public])
         .assert()
         .success()
         .stdout(predicate::str::contains("imported orders-r1"));
     // To stdout: the export is JSON whatever the output format.
-    let export = keys()
-        .args(["--file", &producer, "export-public"])
-        .output()
-        .unwrap();
+    let export = on_file(&producer).args(["export-public"]).output().unwrap();
     assert!(export.status.success());
     std::fs::write(&producer_public, &export.stdout).unwrap();
     assert_no_secret(&export, &secrets_of(Path::new(&producer)));
-    keys()
-        .args([
-            "--file",
-            &consumer,
-            "import-public",
-            "--from",
-            &producer_public,
-        ])
+    on_file(&consumer)
+        .args(["import-public", "--from", &producer_public])
         .assert()
         .success();
 
@@ -290,10 +249,8 @@ fn public_key_mode_is_set_up_by_exchanging_public_halves() {
     assert_eq!(consumer_report["keys"][1]["public_key"], signing_public);
 
     // One more sender, trusted by its base64 public key.
-    keys()
+    on_file(&consumer)
         .args([
-            "--file",
-            &consumer,
             "trust",
             "--id",
             "webhook-2",
@@ -303,16 +260,8 @@ fn public_key_mode_is_set_up_by_exchanging_public_halves() {
         .assert()
         .success()
         .stdout(predicate::str::contains("trusting sender webhook-2"));
-    keys()
-        .args([
-            "--file",
-            &consumer,
-            "trust",
-            "--id",
-            "webhook-3",
-            "--public-key",
-            "***",
-        ])
+    on_file(&consumer)
+        .args(["trust", "--id", "webhook-3", "--public-key", "***"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("not valid base64"));

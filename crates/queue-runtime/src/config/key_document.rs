@@ -60,8 +60,8 @@ impl KeyDocument {
         self.source().name()
     }
 
-    /// The document as a [`KeySource`], for a client.
-    pub fn source(&self) -> &dyn KeySource {
+    /// The store's reader: what [`KeySource`] and [`name`](Self::name) delegate to.
+    fn source(&self) -> &dyn KeySource {
         match self {
             KeyDocument::Plain(stored) => stored,
             #[cfg(feature = "aws-kms")]
