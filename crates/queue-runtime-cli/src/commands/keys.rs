@@ -52,31 +52,37 @@ pub(super) async fn run(cli: &Cli, args: &KeysArgs, output: Output) -> Result<Do
     let document = open(cli, args).await?;
     let name = document.name();
     let key_error = |error: queue_runtime::keys::KeyError| anyhow!("{error}");
-    let done = match &args.command {
-        KeysCommand::List => None,
+    // What the command did, and the keyset as it left it (each change returns what it wrote,
+    // so listing it costs no second read, nor a second KMS decrypt).
+    let (done, keys) = match &args.command {
+        KeysCommand::List => (None, document.read().await.map_err(key_error)?),
         KeysCommand::Generate(new) => {
             let keyset = KeysetDocument::generate(key_id(&new.id)?).map_err(key_error)?;
             document
                 .create(&keyset, new.kms_key.as_deref())
                 .await
                 .map_err(key_error)?;
-            Some(format!("created with {} as the primary key", new.id))
+            let done = format!("created with {} as the primary key", new.id);
+            (Some(done), keyset)
         }
         KeysCommand::Add(key) => {
             let id = key_id(&key.id)?;
-            edit(&document, |keys| keys.add_generated(id)).await?;
-            Some(format!(
-                "added {} (active: promote it once every consumer has it)",
-                key.id
-            ))
+            let keys = edit(&document, |keys| keys.add_generated(id)).await?;
+            (
+                Some(format!(
+                    "added {} (active: promote it once every consumer has it)",
+                    key.id
+                )),
+                keys,
+            )
         }
         KeysCommand::Promote(key) => {
-            edit(&document, |keys| keys.promote(&key.id)).await?;
-            Some(format!("{} is now the primary key", key.id))
+            let keys = edit(&document, |keys| keys.promote(&key.id)).await?;
+            (Some(format!("{} is now the primary key", key.id)), keys)
         }
         KeysCommand::Retire(key) => {
-            edit(&document, |keys| keys.retire(&key.id)).await?;
-            Some(format!("retired {}", key.id))
+            let keys = edit(&document, |keys| keys.retire(&key.id)).await?;
+            (Some(format!("retired {}", key.id)), keys)
         }
         KeysCommand::Remove(remove) => {
             let what = format!(
@@ -87,33 +93,35 @@ pub(super) async fn run(cli: &Cli, args: &KeysArgs, output: Output) -> Result<Do
                 output.summary(false, "remove: not confirmed, nothing done");
                 return Ok(Done::Failed);
             }
-            edit(&document, |keys| keys.remove(&remove.id)).await?;
-            Some(format!("removed {}", remove.id))
+            let keys = edit(&document, |keys| keys.remove(&remove.id)).await?;
+            (Some(format!("removed {}", remove.id)), keys)
         }
         KeysCommand::Recipient(recipient) => {
             let kem = Kem::from_name(&recipient.kem)
                 .ok_or_else(|| anyhow!("--kem {}: expected x25519 or x-wing", recipient.kem))?;
             let id = key_id(&recipient.key.id)?;
-            edit_or_create(&document, &recipient.key, Role::Consumer, |keys| {
+            let keys = edit_or_create(&document, &recipient.key, Role::Consumer, |keys| {
                 keys.generate_recipient_key(id, kem)
             })
             .await?;
-            Some(format!(
+            let done = format!(
                 "generated recipient key {} ({}); export-public hands out its public half",
                 recipient.key.id,
                 kem.as_str()
-            ))
+            );
+            (Some(done), keys)
         }
         KeysCommand::Signer(new) => {
             let id = key_id(&new.id)?;
-            edit_or_create(&document, new, Role::Producer, |keys| {
+            let keys = edit_or_create(&document, new, Role::Producer, |keys| {
                 keys.generate_signing_key(id)
             })
             .await?;
-            Some(format!(
+            let done = format!(
                 "generated signing key {}; export-public hands out its public half",
                 new.id
-            ))
+            );
+            (Some(done), keys)
         }
         KeysCommand::ExportPublic(export) => {
             let public = document
@@ -130,34 +138,34 @@ pub(super) async fn run(cli: &Cli, args: &KeysArgs, output: Output) -> Result<Do
             let export = KeysetDocument::parse(&text, &format!("file {}", import.from.display()))
                 .map_err(key_error)?;
             let mut imported = Vec::new();
-            edit(&document, |keys| {
+            let keys = edit(&document, |keys| {
                 imported = keys.import_public(&export)?;
                 Ok(())
             })
             .await?;
             let ids: Vec<&str> = imported.iter().map(KeyId::as_str).collect();
-            Some(format!("imported {}", ids.join(", ")))
+            (Some(format!("imported {}", ids.join(", "))), keys)
         }
         KeysCommand::Trust(trust) => {
             let id = key_id(&trust.id)?;
             let bytes = STANDARD
                 .decode(trust.public_key.trim())
                 .map_err(|_| anyhow!("--public-key: not valid base64"))?;
-            edit(&document, |keys| {
+            let keys = edit(&document, |keys| {
                 keys.add_public_key(PublicKeyKind::TrustedSender, id, None, &bytes)
             })
             .await?;
-            Some(format!("trusting sender {}", trust.id))
+            (Some(format!("trusting sender {}", trust.id)), keys)
         }
         KeysCommand::Rewrap(rewrap) => {
             let arn = document
                 .rewrap(rewrap.kms_key.as_deref())
                 .await
                 .map_err(key_error)?;
-            Some(format!("wrapped anew by {arn}"))
+            let done = format!("wrapped anew by {arn}");
+            (Some(done), document.read().await.map_err(key_error)?)
         }
     };
-    let keys = document.read().await.map_err(key_error)?;
     let report = Report {
         source: &name,
         role: keys.role().map(Role::as_str),
@@ -207,14 +215,14 @@ fn key_id(id: &str) -> Result<KeyId> {
     KeyId::new(id).map_err(|error| anyhow!("--id {id:?}: {error}"))
 }
 
+/// Applies `change` and writes the keyset; returns it as written.
 async fn edit(
     document: &KeyDocument,
     change: impl FnOnce(&mut KeysetDocument) -> queue_runtime::keys::Result<()> + Send,
-) -> Result<()> {
+) -> Result<KeysetDocument> {
     document
         .edit(change)
         .await
-        .map(|_| ())
         .map_err(|error| anyhow!("{error}"))
 }
 
@@ -224,7 +232,7 @@ async fn edit_or_create(
     new: &NewKeyArgs,
     role: Role,
     change: impl FnOnce(&mut KeysetDocument) -> queue_runtime::keys::Result<()> + Send,
-) -> Result<()> {
+) -> Result<KeysetDocument> {
     let exists = document
         .exists()
         .await
@@ -237,7 +245,8 @@ async fn edit_or_create(
     document
         .create(&keys, new.kms_key.as_deref())
         .await
-        .map_err(|error| anyhow!("{error}"))
+        .map_err(|error| anyhow!("{error}"))?;
+    Ok(keys)
 }
 
 fn write_export(public: &KeysetDocument, out: Option<&Path>, output: Output) -> Result<Done> {
