@@ -280,12 +280,14 @@ fn execute(command: Command) -> Result<()> {
 }
 
 fn ci(root: &Path) -> Result<()> {
-    let mut timings: Vec<(Step, Duration)> = Vec::new();
+    let mut timings: Vec<(Step, Duration, String)> = Vec::new();
     for step in Step::CI {
         println!("\n==> {}", step.name());
         let started = Instant::now();
         let outcome = step.run(root);
-        timings.push((step, started.elapsed()));
+        // Disk after each step: a build that fills the disk fails in the linker with a signal
+        // that does not say so (SIGBUS), and the timings are what the CI record keeps.
+        timings.push((step, started.elapsed(), run::disk_use(&root.join("target"))));
         if let Err(error) = outcome {
             print_timings(&timings);
             return Err(error.context(format!("ci step `{}` failed", step.name())));
@@ -296,10 +298,14 @@ fn ci(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn print_timings(timings: &[(Step, Duration)]) {
+fn print_timings(timings: &[(Step, Duration, String)]) {
     println!("\nci timings:");
-    for (step, elapsed) in timings {
-        println!("  {:<12} {:>7.1} s", step.name(), elapsed.as_secs_f64());
+    for (step, elapsed, disk) in timings {
+        println!(
+            "  {:<12} {:>7.1} s   {disk}",
+            step.name(),
+            elapsed.as_secs_f64()
+        );
     }
 }
 

@@ -133,6 +133,21 @@ fn process_tree(root: u32) -> Vec<(u32, String)> {
     tree
 }
 
+/// How much `target` holds and how much its disk has left, as `target/ 9.1 GB, 40.2 GB free`
+/// (from `du` and `df`; what could not be read is left out of the line).
+pub(crate) fn disk_use(target: &Path) -> String {
+    let kib = |program: &str, args: &[&str], column: usize| -> Option<f64> {
+        let output = Command::new(program).args(args).arg(target).output().ok()?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let line = text.lines().last()?;
+        let value: f64 = line.split_whitespace().nth(column)?.parse().ok()?;
+        Some(value * 1024.0 / 1e9)
+    };
+    let used = kib("du", &["-sk"], 0).map(|gb| format!("target/ {gb:.1} GB"));
+    let free = kib("df", &["-Pk"], 3).map(|gb| format!("{gb:.1} GB free"));
+    used.into_iter().chain(free).collect::<Vec<_>>().join(", ")
+}
+
 /// The cargo that runs us (so the pinned toolchain's), else `cargo` from the PATH.
 fn cargo_program() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
@@ -355,6 +370,14 @@ pub(crate) fn installed_tool(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disk_use_reads_the_folder_and_its_free_space() {
+        let folder = std::env::temp_dir();
+        let line = disk_use(&folder);
+        assert!(line.starts_with("target/ "), "{line}");
+        assert!(line.ends_with(" GB free"), "{line}");
+    }
 
     #[test]
     fn a_command_past_its_limit_is_stopped_with_its_children() {
