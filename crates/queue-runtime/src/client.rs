@@ -493,6 +493,10 @@ impl QueueClient {
     }
 
     /// Releases the provider's connections; later calls fail with `Closed`.
+    ///
+    /// Call it before the process ends: on Service Bus a settle returns once it is handed to
+    /// the connection, and closing waits until what is queued there reached the broker
+    /// (docs/providers.md, "Close before the process ends").
     pub async fn close(&self) -> Result<()> {
         self.provider.close().await
     }

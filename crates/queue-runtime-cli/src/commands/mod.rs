@@ -35,22 +35,30 @@ impl Done {
 
 pub(crate) async fn run(cli: Cli) -> Result<Done> {
     let output = Output::new(cli.output);
-    match &cli.command {
-        Command::Check => check::run(&cli, output).await,
-        Command::Peek(args) => peek::run(&connect(&cli).await?, args, output).await,
-        Command::Send(args) => send::run(&connect(&cli).await?, args, output).await,
-        Command::Stats(args) => stats::run(&connect(&cli).await?, args, output).await,
-        Command::Dlq(DlqCommand::List(args)) => {
-            dlq::list(&connect(&cli).await?, args, output).await
-        }
-        Command::Dlq(DlqCommand::Replay(args)) => {
-            dlq::replay(&connect(&cli).await?, args, output).await
-        }
-        Command::Dlq(DlqCommand::Purge(args)) => {
-            dlq::purge(&connect(&cli).await?, args, output).await
-        }
-        Command::Keys(args) => keys::run(&cli, args, output).await,
-    }
+    let client = match &cli.command {
+        Command::Check => return check::run(&cli, output).await,
+        Command::Keys(args) => return keys::run(&cli, args, output).await,
+        _ => connect(&cli).await?,
+    };
+    let done = match &cli.command {
+        Command::Peek(args) => peek::run(&client, args, output).await,
+        Command::Send(args) => send::run(&client, args, output).await,
+        Command::Stats(args) => stats::run(&client, args, output).await,
+        Command::Dlq(DlqCommand::List(args)) => dlq::list(&client, args, output).await,
+        Command::Dlq(DlqCommand::Replay(args)) => dlq::replay(&client, args, output).await,
+        Command::Dlq(DlqCommand::Purge(args)) => dlq::purge(&client, args, output).await,
+        // Run above, without a client.
+        Command::Check | Command::Keys(_) => Ok(Done::Ok),
+    };
+    // Before the process ends: a Service Bus settle returns once it is handed to the
+    // connection, and only a close waits for what is queued there to reach the broker. A
+    // `dlq purge` that exited at once could report a removal the broker never received.
+    let closed = client.close().await;
+    let done = done?;
+    closed
+        .map_err(|error| anyhow::anyhow!(explain(&error)))
+        .context("closing the connection failed: what this command settled may not have reached the broker (it is delivered again when its lock expires)")?;
+    Ok(done)
 }
 
 /// The configuration: the file given, or the environment's.
