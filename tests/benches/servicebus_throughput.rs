@@ -7,6 +7,7 @@
 //! alike:
 //! - `raw sdk`: `send_message_batch`, `receive_messages_with_max_wait_time`, `complete_message`
 //!   per message (the SDK has no batch settle), nothing else;
+//! - `raw + ids`: the same with a message id on each message (the provider always sends one);
 //! - `provider`: the same through `AzureProvider` (encoding, size checks, receipts, pooled links);
 //! - `sealed`: through the secure `QueueClient` (every message sealed and opened).
 //!
@@ -45,7 +46,9 @@ const ROUNDS: usize = 3;
 /// A plain test queue (see `queue_azure::testing::TEST_QUEUES`).
 const QUEUE: &str = "qr-conformance";
 
-async fn raw_sdk(client: &mut ServiceBusClient<BasicRetryPolicy>) -> Round {
+/// Raw SDK calls; `with_ids` gives each message a message id, as every message of the provider
+/// has one (the contract's), so the ratio to it shows what carrying the id costs on the wire.
+async fn raw_sdk(client: &mut ServiceBusClient<BasicRetryPolicy>, with_ids: bool) -> Round {
     let mut sender = client
         .create_sender(QUEUE, ServiceBusSenderOptions::default())
         .await
@@ -59,9 +62,13 @@ async fn raw_sdk(client: &mut ServiceBusClient<BasicRetryPolicy>) -> Round {
     for _ in 0..MESSAGES / BATCH {
         let mut batch = sender.create_message_batch(Default::default()).unwrap();
         for _ in 0..BATCH {
-            batch
-                .try_add_message(ServiceBusMessage::new(body.clone()))
-                .unwrap();
+            let mut message = ServiceBusMessage::new(body.clone());
+            if with_ids {
+                message
+                    .set_message_id(uuid::Uuid::new_v4().to_string())
+                    .unwrap();
+            }
+            batch.try_add_message(message).unwrap();
         }
         sender.send_message_batch(batch).await.unwrap();
         let mut received = Vec::with_capacity(BATCH);
@@ -115,8 +122,9 @@ fn main() {
         let client =
             QueueClient::new(Arc::new(provider.clone())).with_security(support::security());
 
-        let mut results: [(&str, Vec<Round>); 3] = [
+        let mut results: [(&str, Vec<Round>); 4] = [
             ("raw sdk", Vec::new()),
+            ("raw + ids", Vec::new()),
             ("provider", Vec::new()),
             ("sealed", Vec::new()),
         ];
@@ -127,11 +135,12 @@ fn main() {
             1
         };
         for _ in 0..rounds {
-            results[0].1.push(raw_sdk(&mut raw).await);
-            results[1]
+            results[0].1.push(raw_sdk(&mut raw, false).await);
+            results[1].1.push(raw_sdk(&mut raw, true).await);
+            results[2]
                 .1
                 .push(through_provider(&provider, &queue, MESSAGES).await);
-            results[2].1.push(sealed(&client, &queue, MESSAGES).await);
+            results[3].1.push(sealed(&client, &queue, MESSAGES).await);
         }
         report("servicebus throughput", MESSAGES, &mut results);
         raw.dispose().await.unwrap();

@@ -21,7 +21,7 @@ use super::session::SessionLink;
 use super::{AzureProvider, NAME, Shared, UNREADABLE_BODY_REASON};
 use crate::codec::{self, Incoming};
 use crate::error::{closed, lock_lost, map_sdk_error};
-use crate::links::{LinkReceiver, Polls, Settle, poll};
+use crate::links::{Backlog, LinkReceiver, Polls, Settle, poll};
 
 /// A receive link held for one caller (the guard knows its link).
 type LinkGuard = OwnedMutexGuard<Option<ServiceBusReceiver>>;
@@ -30,6 +30,9 @@ type LinkGuard = OwnedMutexGuard<Option<ServiceBusReceiver>>;
 pub(super) struct ReceiverPool {
     pub(super) links: parking_lot::Mutex<Vec<Shared<ServiceBusReceiver>>>,
     pub(super) next: AtomicUsize,
+    /// Whether the queue's last receive filled its batch (a backlog is a queue's, whichever
+    /// link receives).
+    pub(super) backlog: Backlog,
 }
 
 /// What a receipt holds: the delivery, the link it came through, and its lock as last known.
@@ -60,6 +63,7 @@ impl AzureProvider {
                 Arc::new(ReceiverPool {
                     links: parking_lot::Mutex::new(Vec::new()),
                     next: AtomicUsize::new(0),
+                    backlog: Backlog::default(),
                 })
             })
             .clone()
@@ -90,8 +94,12 @@ impl AzureProvider {
 
     /// An idle receive link of the queue, locked for this caller: an idle open one, else a new
     /// one while the pool has room, else the next in turn (waiting for it).
-    async fn checkout(&self, queue: &QueueName, sub_queue: SubQueue) -> Result<LinkGuard> {
-        let pool = self.pool(queue, sub_queue);
+    async fn checkout(
+        &self,
+        pool: &ReceiverPool,
+        queue: &QueueName,
+        sub_queue: SubQueue,
+    ) -> Result<LinkGuard> {
         let busy = {
             let mut links = pool.links.lock();
             let mut idle = None;
@@ -133,13 +141,14 @@ impl AzureProvider {
         let max = check_max_messages(options.max_messages, &self.inner.capabilities)?;
         let max = u32::try_from(max).unwrap_or(u32::MAX);
         let mut polls = Polls::new(options.wait);
+        let pool = self.pool(queue, options.sub_queue);
         loop {
-            let mut guard = self.checkout(queue, options.sub_queue).await?;
+            let mut guard = self.checkout(&pool, queue, options.sub_queue).await?;
             let link = OwnedMutexGuard::mutex(&guard).clone();
             let Some(receiver) = guard.as_mut() else {
                 continue;
             };
-            let polled = poll(receiver, max, polls.next_wait()).await;
+            let polled = poll(receiver, max, polls.next_wait(), &pool.backlog).await;
             let raw = match polled {
                 Ok(raw) => raw,
                 Err(error) => {
@@ -202,7 +211,8 @@ impl AzureProvider {
         if options.max_messages == 0 {
             return Err(QueueError::invalid_input("max_messages must be at least 1"));
         }
-        let mut guard = self.checkout(queue, options.sub_queue).await?;
+        let pool = self.pool(queue, options.sub_queue);
+        let mut guard = self.checkout(&pool, queue, options.sub_queue).await?;
         let receiver = guard.as_mut().ok_or_else(|| closed("peek"))?;
         // Always from an explicit sequence number: the SDK's "next" cursor is per link, and
         // links are shared. Sequence numbers start at 1 (where the SDK's own cursor starts).
@@ -285,7 +295,9 @@ pub(super) async fn dispose_receiver_now(receiver: ServiceBusReceiver) {
 
 /// Turns delivered messages into [`ReceivedMessage`]s; a message whose body cannot be read is
 /// dead-lettered at once with [`UNREADABLE_BODY_REASON`], never handed over nor dropped.
-pub(super) async fn accept_deliveries<R: LinkReceiver + ?Sized>(
+pub(super) async fn accept_deliveries<
+    R: LinkReceiver<Delivery = ServiceBusReceivedMessage> + ?Sized,
+>(
     receiver: &mut R,
     raw: Vec<ServiceBusReceivedMessage>,
     queue: &QueueName,
@@ -369,7 +381,7 @@ pub(super) async fn accept_deliveries<R: LinkReceiver + ?Sized>(
 
 /// Settles `delivery` through `receiver` (the link that delivered it) and records that it is
 /// settled.
-async fn settle_on<R: LinkReceiver + ?Sized>(
+async fn settle_on<R: LinkReceiver<Delivery = ServiceBusReceivedMessage> + ?Sized>(
     receiver: &mut R,
     delivery: &Delivery,
     how: Settle,

@@ -23,7 +23,7 @@ use super::receive::{DeliveryLink, accept_deliveries};
 use super::{AzureProvider, Inner, uninterrupted};
 use crate::codec;
 use crate::error::{closed, lock_lost, map_sdk_error};
-use crate::links::{Polls, poll};
+use crate::links::{Backlog, Polls, poll};
 
 /// How often a named session held by someone else is asked for again.
 const NAMED_SESSION_RETRY: Duration = Duration::from_millis(500);
@@ -196,6 +196,7 @@ impl AzureProvider {
                 session_id,
                 receiver: AsyncMutex::new(Some(receiver)),
                 locked_until: parking_lot::Mutex::new(locked_until),
+                backlog: Backlog::default(),
                 provider: self.inner.clone(),
             }),
         }))
@@ -216,6 +217,8 @@ pub(super) struct SessionLink {
     pub(super) session_id: SessionId,
     pub(super) receiver: AsyncMutex<Option<ServiceBusSessionReceiver>>,
     pub(super) locked_until: parking_lot::Mutex<SystemTime>,
+    /// Whether the session's last receive filled its batch.
+    pub(super) backlog: Backlog,
     /// The provider the session came from: its closed flag and capabilities apply.
     pub(super) provider: Arc<Inner>,
 }
@@ -283,7 +286,7 @@ impl SessionReceiver for AzureSessionReceiver {
                 self.link.check_lock("receive")?;
                 let mut guard = self.link.receiver.lock().await;
                 let receiver = guard.as_mut().ok_or_else(|| closed("receive"))?;
-                let raw = poll(receiver, max, polls.next_wait())
+                let raw = poll(receiver, max, polls.next_wait(), &self.link.backlog)
                     .await
                     .map_err(|error| map_sdk_error("receive", error))?;
                 let locked_until = *self.link.locked_until.lock();
