@@ -140,6 +140,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         client.complete(message).await?;
     }
     reasons.sort();
+    // Before the process ends: on a network broker, settles reach it by the time close returns.
+    client.close().await?;
 
     println!("Handled, per pull request, in order:");
     for (pull_request, events) in &handled {
