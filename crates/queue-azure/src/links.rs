@@ -298,6 +298,18 @@ mod tests {
         }
     }
 
+    /// One poll of `max` on `link`: how many it took, and the SDK calls it made.
+    async fn poll_calls(
+        link: &mut FakeLink,
+        max: u32,
+        wait: Duration,
+        backlog: &Backlog,
+    ) -> (usize, Vec<(u32, Duration)>) {
+        link.asks.clear();
+        let taken = poll(link, max, wait, backlog).await.unwrap().len();
+        (taken, std::mem::take(&mut link.asks))
+    }
+
     #[tokio::test]
     async fn a_backlog_is_received_a_batch_per_call_and_a_lone_message_is_not_kept_waiting() {
         let wait = Duration::from_secs(1);
@@ -306,41 +318,33 @@ mod tests {
             queued: 25,
             asks: Vec::new(),
         };
-        let first = poll(&mut link, 10, wait, &backlog).await.unwrap();
-        assert_eq!(first.len(), 10);
+        let one_first = vec![(1, wait), (9, MORE_MESSAGES_WAIT)];
+        let whole_batch = vec![(10, MORE_MESSAGES_WAIT)];
         assert_eq!(
-            link.asks,
-            [(1, wait), (9, MORE_MESSAGES_WAIT)],
+            poll_calls(&mut link, 10, wait, &backlog).await,
+            (10, one_first.clone()),
             "a first message before the rest"
         );
-
-        link.asks.clear();
-        let second = poll(&mut link, 10, wait, &backlog).await.unwrap();
-        assert_eq!(second.len(), 10);
         assert_eq!(
-            link.asks,
-            [(10, MORE_MESSAGES_WAIT)],
+            poll_calls(&mut link, 10, wait, &backlog).await,
+            (10, whole_batch.clone()),
             "a full batch at once"
         );
-
-        link.asks.clear();
-        let third = poll(&mut link, 10, wait, &backlog).await.unwrap();
-        assert_eq!(third.len(), 5, "what is left");
-        assert_eq!(link.asks, [(10, MORE_MESSAGES_WAIT)]);
-
-        link.asks.clear();
-        link.queued = 1;
-        let lone = poll(&mut link, 10, wait, &backlog).await.unwrap();
-        assert_eq!(lone.len(), 1);
         assert_eq!(
-            link.asks,
-            [(1, wait), (9, MORE_MESSAGES_WAIT)],
+            poll_calls(&mut link, 10, wait, &backlog).await,
+            (5, whole_batch),
+            "what is left"
+        );
+        link.queued = 1;
+        assert_eq!(
+            poll_calls(&mut link, 10, wait, &backlog).await,
+            (1, one_first),
             "the backlog was gone: the next poll waits for one message first"
         );
-
-        link.asks.clear();
-        let none = poll(&mut link, 1, wait, &backlog).await.unwrap();
-        assert!(none.is_empty());
-        assert_eq!(link.asks, [(1, wait)], "one message asked for: one call");
+        assert_eq!(
+            poll_calls(&mut link, 1, wait, &backlog).await,
+            (0, vec![(1, wait)]),
+            "one message asked for: one call"
+        );
     }
 }
