@@ -3,7 +3,7 @@
 //! work done with raw `azservicebus` calls in the same run.
 //!
 //! The shape mirrors the SQS bench: 1,000 messages of 1 KiB; send a batch of 10, receive them,
-//! complete them, repeat. Three ways, each run [`ROUNDS`] times, interleaved so drift hits them
+//! complete them, repeat. Four ways, each run [`ROUNDS`] times, interleaved so drift hits them
 //! alike:
 //! - `raw sdk`: `send_message_batch`, `receive_messages_with_max_wait_time`, `complete_message`
 //!   per message (the SDK has no batch settle), nothing else;
@@ -38,11 +38,12 @@ use queue_azure::testing::{TEST_CONNECTION_STRING_VARIABLE, purge, test_config};
 use queue_runtime::QueueClient;
 use queue_runtime::core::{QueueName, QueueProvider};
 use support::throughput::{
-    BATCH, BODY_BYTES, Round, finish, report, sealed, start, through_provider,
+    BATCH, BODY_BYTES, Round, cpu_ratio, finish, report, rounds, sealed, start, through_provider,
 };
 
 const MESSAGES: usize = 1_000;
-const ROUNDS: usize = 3;
+/// Rounds of each way unless `QUEUE_RUNTIME_BENCH_ROUNDS` says otherwise.
+const ROUNDS: usize = 9;
 /// A plain test queue (see `queue_azure::testing::TEST_QUEUES`).
 const QUEUE: &str = "qr-conformance";
 
@@ -128,13 +129,7 @@ fn main() {
             ("provider", Vec::new()),
             ("sealed", Vec::new()),
         ];
-        // In a `cargo test --all-targets` run: each way once, as a check that the bench works.
-        let rounds = if std::env::args().any(|arg| arg == "--bench") {
-            ROUNDS
-        } else {
-            1
-        };
-        for _ in 0..rounds {
+        for _ in 0..rounds(ROUNDS) {
             results[0].1.push(raw_sdk(&mut raw, false).await);
             results[1].1.push(raw_sdk(&mut raw, true).await);
             results[2]
@@ -142,7 +137,12 @@ fn main() {
                 .push(through_provider(&provider, &queue, MESSAGES).await);
             results[3].1.push(sealed(&client, &queue, MESSAGES).await);
         }
-        report("servicebus throughput", MESSAGES, &mut results);
+        report("servicebus throughput", MESSAGES, &results);
+        // Like for like: the provider against raw calls that carry the same message ids.
+        let (ratio, lowest, highest) = cpu_ratio(&results[1].1, &results[2].1);
+        println!(
+            "  provider / raw + ids: client CPU {ratio:.2}x (rounds {lowest:.2}-{highest:.2}x)"
+        );
         raw.dispose().await.unwrap();
         provider.close().await.unwrap();
     });

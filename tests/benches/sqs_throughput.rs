@@ -28,7 +28,7 @@ use queue_sqs::admin::{QueueSetup, create_queue_with_dead_letter};
 use queue_sqs::sdk::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
 use queue_sqs::{SqsConfig, SqsProvider};
 use support::throughput::{
-    BATCH, BODY_BYTES, Round, finish, report, sealed, start, through_provider,
+    BATCH, BODY_BYTES, Round, finish, report, rounds, sealed, start, through_provider,
 };
 
 const MESSAGES: usize = 2_000;
@@ -124,13 +124,13 @@ fn main() {
             ("provider", Vec::new()),
             ("sealed", Vec::new()),
         ];
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds(ROUNDS) {
             results[0].1.push(raw_sdk(&provider, &url).await);
             results[1]
                 .1
                 .push(through_provider(&provider, &queue, MESSAGES).await);
             results[2].1.push(sealed(&client, &queue, MESSAGES).await);
         }
-        report("sqs throughput against moto", MESSAGES, &mut results);
+        report("sqs throughput against moto", MESSAGES, &results);
     });
 }

@@ -125,30 +125,71 @@ pub mod throughput {
         finish(clocks)
     }
 
-    fn median(rounds: &mut [Round], key: fn(&Round) -> f64) -> f64 {
-        rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
-        key(&rounds[rounds.len() / 2])
+    fn median(values: &mut [f64]) -> f64 {
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+
+    /// How many rounds a bench runs: `QUEUE_RUNTIME_BENCH_ROUNDS`, else `default`; one in a
+    /// `cargo test --all-targets` run (no `--bench` argument), as a check that the bench works.
+    pub fn rounds(default: usize) -> usize {
+        if !std::env::args().any(|arg| arg == "--bench") {
+            return 1;
+        }
+        std::env::var("QUEUE_RUNTIME_BENCH_ROUNDS")
+            .ok()
+            .and_then(|rounds| rounds.parse().ok())
+            .filter(|rounds| *rounds > 0)
+            .unwrap_or(default)
+    }
+
+    /// `way`'s client CPU as a ratio to `base`'s: the median over rounds of the two ways' ratio
+    /// within each round (the ways of a round run back to back, so the machine's drift between
+    /// rounds cancels out), with the lowest and the highest round's.
+    pub fn cpu_ratio(base: &[Round], way: &[Round]) -> (f64, f64, f64) {
+        let mut ratios: Vec<f64> = base
+            .iter()
+            .zip(way)
+            .map(|(base, round)| round.cpu_seconds / base.cpu_seconds)
+            .collect();
+        let ratio = median(&mut ratios);
+        let lowest = ratios.first().copied().unwrap_or(f64::NAN);
+        let highest = ratios.last().copied().unwrap_or(f64::NAN);
+        (ratio, lowest, highest)
     }
 
     /// Prints each way's median messages per second and client CPU per message, and both as a
-    /// ratio to the first way's.
-    pub fn report(title: &str, messages: usize, results: &mut [(&str, Vec<Round>)]) {
+    /// ratio to the first way's (per round, as [`cpu_ratio`]).
+    pub fn report(title: &str, messages: usize, results: &[(&str, Vec<Round>)]) {
         let rounds = results.first().map_or(0, |(_, rounds)| rounds.len());
         println!(
             "{title}: {messages} messages of {BODY_BYTES} B, batches of {BATCH}, median of \
              {rounds} round(s)"
         );
-        let mut baseline = None;
-        for (name, rounds) in results {
-            let seconds = median(rounds, |round| round.seconds);
-            let cpu = median(rounds, |round| round.cpu_seconds);
+        let Some((_, baseline)) = results.first() else {
+            return;
+        };
+        for (name, way) in results {
+            let seconds = median(&mut way.iter().map(|round| round.seconds).collect::<Vec<_>>());
+            let cpu = median(
+                &mut way
+                    .iter()
+                    .map(|round| round.cpu_seconds)
+                    .collect::<Vec<_>>(),
+            );
             let rate = messages as f64 / seconds;
             let cpu_per_message = cpu / messages as f64 * 1e6;
-            let (base_rate, base_cpu) = *baseline.get_or_insert((rate, cpu_per_message));
+            let rate_ratio = median(
+                &mut baseline
+                    .iter()
+                    .zip(way)
+                    .map(|(base, round)| base.seconds / round.seconds)
+                    .collect::<Vec<_>>(),
+            );
+            let (cpu_ratio, lowest, highest) = cpu_ratio(baseline, way);
             println!(
-                "  {name:<9} {rate:>7.1} msgs/s ({:.2}x raw)   client CPU {cpu_per_message:>6.1} µs/msg ({:.2}x raw)",
-                rate / base_rate,
-                cpu_per_message / base_cpu
+                "  {name:<9} {rate:>7.1} msgs/s ({rate_ratio:.2}x raw)   client CPU \
+                 {cpu_per_message:>6.1} µs/msg ({cpu_ratio:.2}x raw, rounds {lowest:.2}-{highest:.2}x)"
             );
         }
     }
