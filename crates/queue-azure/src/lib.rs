@@ -6,6 +6,7 @@ mod error;
 mod links;
 mod provider;
 mod retry;
+mod sdk;
 #[cfg(feature = "testing")]
 pub mod testing;
 

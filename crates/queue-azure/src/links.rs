@@ -5,16 +5,17 @@
 //! A long wait is cut into short polls that let the mutex go in between: a settle queued on
 //! the link gets it within one poll, not after the whole wait.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use azservicebus::primitives::service_bus_received_message::ServiceBusReceivedMessage;
 use azservicebus::receiver::DeadLetterOptions;
 use azservicebus::{ServiceBusReceiver, ServiceBusSessionReceiver};
 use queue_core::{DeadLetterReason, QueueError};
 
 use crate::provider::NAME;
+use crate::sdk::sdk_call;
 
 /// The longest single poll: the most a settle waits behind a receive on the same link.
 pub(crate) const POLL: Duration = Duration::from_secs(1);
@@ -33,22 +34,24 @@ pub(crate) const MORE_MESSAGES_WAIT: Duration = Duration::from_millis(100);
 pub(crate) const DRAIN_GRACE: Duration = Duration::from_millis(50);
 
 /// What a receive link does, plain or session.
-#[async_trait]
+///
+/// The futures are the SDK's own, unboxed: a caller boxes them ([`sdk_call`]) or awaits them
+/// in place, as a batch of settles does.
 pub(crate) trait LinkReceiver: Send {
     /// What the link delivers (the SDK's received message; a number in the unit tests).
     type Delivery: Send + Sync;
 
-    async fn receive_for(
+    fn receive_for(
         &mut self,
         max_messages: u32,
         wait: Duration,
-    ) -> Result<Vec<Self::Delivery>, azure_core::Error>;
+    ) -> impl Future<Output = Result<Vec<Self::Delivery>, azure_core::Error>> + Send;
     /// Settles `message` on this link (the one that delivered it).
-    async fn settle(
+    fn settle(
         &mut self,
         message: &Self::Delivery,
         how: Settle,
-    ) -> Result<(), azure_core::Error>;
+    ) -> impl Future<Output = Result<(), azure_core::Error>> + Send;
 }
 
 /// How to settle a delivery.
@@ -101,7 +104,6 @@ fn dead_letter_options(reason: DeadLetterReason) -> DeadLetterOptions {
 
 macro_rules! link_receiver {
     ($type:ty) => {
-        #[async_trait]
         impl LinkReceiver for $type {
             type Delivery = ServiceBusReceivedMessage;
 
@@ -169,19 +171,15 @@ pub(crate) async fn poll<R: LinkReceiver + ?Sized>(
     backlog: &Backlog,
 ) -> Result<Vec<R::Delivery>, azure_core::Error> {
     if max_messages > 1 && backlog.likely() {
-        let messages = receiver
-            .receive_for(max_messages, wait.min(MORE_MESSAGES_WAIT))
-            .await?;
+        let messages =
+            sdk_call(receiver.receive_for(max_messages, wait.min(MORE_MESSAGES_WAIT))).await?;
         backlog.record(max_messages, messages.len());
         return Ok(messages);
     }
-    let mut messages = receiver.receive_for(1, wait).await?;
+    let mut messages = sdk_call(receiver.receive_for(1, wait)).await?;
     if !messages.is_empty() && max_messages > 1 {
-        messages.extend(
-            receiver
-                .receive_for(max_messages - 1, MORE_MESSAGES_WAIT)
-                .await?,
-        );
+        messages
+            .extend(sdk_call(receiver.receive_for(max_messages - 1, MORE_MESSAGES_WAIT)).await?);
         backlog.record(max_messages, messages.len());
     }
     Ok(messages)
@@ -278,7 +276,6 @@ mod tests {
         asks: Vec<(u32, Duration)>,
     }
 
-    #[async_trait]
     impl LinkReceiver for FakeLink {
         type Delivery = u32;
 

@@ -32,6 +32,7 @@ use crate::config::{AzureConfig, Endpoint};
 use crate::error::{closed, map_sdk_error};
 use crate::links::Settle;
 use crate::retry::FinalFailuresNotRetried;
+use crate::sdk::sdk_call;
 
 use self::connection::open_client;
 use self::receive::{ReceiverPool, dispose_receiver};
@@ -64,27 +65,27 @@ type Shared<T> = Arc<AsyncMutex<Option<T>>>;
 /// machine: see docs/providers.md). The SDK's panic is caught here, so the caller gets an error
 /// saying the outcome is unknown, never a panic. Every call is bounded by the SDK's try
 /// timeout, so nothing run here can spin.
-async fn uninterrupted<T>(operation: impl Future<Output = Result<T>>) -> Result<T> {
-    match AssertUnwindSafe(tokio::task::unconstrained(operation))
+fn uninterrupted<T>(operation: impl Future<Output = Result<T>>) -> impl Future<Output = Result<T>> {
+    // A combinator, not an `async fn`: an `async fn` would hold the operation twice (as its
+    // argument and as what it awaits), and move it between the two.
+    AssertUnwindSafe(tokio::task::unconstrained(operation))
         .catch_unwind()
-        .await
-    {
-        Ok(result) => result,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|text| (*text).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".to_owned());
-            Err(QueueError::new(
-                ErrorKind::Provider,
-                format!(
-                    "the Service Bus client failed inside (it panicked: {what}); the outcome of \
-                     the operation is unknown"
-                ),
-            ))
-        }
-    }
+        .map(|outcome| {
+            outcome.unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| (*text).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".to_owned());
+                Err(QueueError::new(
+                    ErrorKind::Provider,
+                    format!(
+                        "the Service Bus client failed inside (it panicked: {what}); the outcome \
+                         of the operation is unknown"
+                    ),
+                ))
+            })
+        })
 }
 
 /// The Service Bus provider. Cheap to clone: clones share the connection and the links.
@@ -344,15 +345,20 @@ impl QueueProvider for AzureProvider {
     }
 
     async fn complete(&self, receipt: &Receipt) -> Result<()> {
-        uninterrupted(self.settle(receipt, Settle::Complete)).await
+        uninterrupted(sdk_call(self.settle(receipt, Settle::Complete))).await
+    }
+
+    async fn complete_batch(&self, receipts: &[Receipt]) -> Result<Vec<Result<()>>> {
+        uninterrupted(sdk_call(async { Ok(self.complete_each(receipts).await) })).await
     }
 
     async fn abandon(&self, receipt: &Receipt, delay: Option<Duration>) -> Result<()> {
-        uninterrupted(self.settle(receipt, Settle::abandon_at_once(delay)?)).await
+        let how = Settle::abandon_at_once(delay)?;
+        uninterrupted(sdk_call(self.settle(receipt, how))).await
     }
 
     async fn dead_letter(&self, receipt: &Receipt, reason: DeadLetterReason) -> Result<()> {
-        uninterrupted(self.settle(receipt, Settle::DeadLetter(reason))).await
+        uninterrupted(sdk_call(self.settle(receipt, Settle::DeadLetter(reason)))).await
     }
 
     async fn renew_lock(&self, receipt: &Receipt) -> Result<SystemTime> {

@@ -22,6 +22,7 @@ use super::{AzureProvider, NAME, Shared, UNREADABLE_BODY_REASON};
 use crate::codec::{self, Incoming};
 use crate::error::{closed, lock_lost, map_sdk_error};
 use crate::links::{Backlog, LinkReceiver, Polls, Settle, poll};
+use crate::sdk::sdk_call;
 
 /// A receive link held for one caller (the guard knows its link).
 type LinkGuard = OwnedMutexGuard<Option<ServiceBusReceiver>>;
@@ -85,8 +86,7 @@ impl AzureProvider {
         };
         let mut client = self.inner.client.lock().await;
         let client = client.as_mut().ok_or_else(|| closed("receive"))?;
-        let receiver = client
-            .create_receiver_for_queue(queue.as_str(), options)
+        let receiver = sdk_call(client.create_receiver_for_queue(queue.as_str(), options))
             .await
             .map_err(|error| map_sdk_error("open receiver", error))?;
         Ok(Arc::new(AsyncMutex::new(Some(receiver))))
@@ -201,6 +201,17 @@ impl AzureProvider {
         }
     }
 
+    /// Completes each of `receipts` in turn, each on the link that delivered it, in one future:
+    /// each SDK settle is made in place, as a loop of raw `complete_message` calls makes it,
+    /// where a lone [`complete`](QueueProvider::complete) boxes it ([`sdk_call`]).
+    pub(super) async fn complete_each(&self, receipts: &[Receipt]) -> Vec<Result<()>> {
+        let mut results = Vec::with_capacity(receipts.len());
+        for receipt in receipts {
+            results.push(self.settle(receipt, Settle::Complete).await);
+        }
+        results
+    }
+
     pub(super) async fn peek_messages(
         &self,
         queue: &QueueName,
@@ -219,13 +230,12 @@ impl AzureProvider {
         let from = options
             .from_sequence_number
             .map_or(1, |n| i64::try_from(n).unwrap_or(i64::MAX));
-        let peeked = receiver
-            .peek_messages(
-                u32::try_from(options.max_messages).unwrap_or(u32::MAX),
-                Some(from),
-            )
-            .await
-            .map_err(|error| map_sdk_error("peek", error))?;
+        let peeked = sdk_call(receiver.peek_messages(
+            u32::try_from(options.max_messages).unwrap_or(u32::MAX),
+            Some(from),
+        ))
+        .await
+        .map_err(|error| map_sdk_error("peek", error))?;
         drop(guard);
         let now = SystemTime::now();
         Ok(peeked
@@ -258,8 +268,7 @@ impl AzureProvider {
                     )
                 })?;
                 let mut message = delivery.message.lock().await;
-                receiver
-                    .renew_message_lock(&mut message)
+                sdk_call(receiver.renew_message_lock(&mut message))
                     .await
                     .map_err(|error| map_sdk_error("renew_lock", error))?;
                 let locked_until = message
@@ -276,8 +285,10 @@ impl AzureProvider {
 /// Closes a link that failed with a connection error: the pool drops it, and receipts it
 /// delivered report their lock as lost (the broker releases them when the link goes).
 async fn close_link(guard: &mut Option<ServiceBusReceiver>) {
-    if let Some(receiver) = guard.take() {
-        dispose_receiver_now(receiver).await;
+    // The receiver goes straight into the boxed disposal: held here across the await, its
+    // kilobytes would be in the future of every receive and settle.
+    if let Some(disposal) = guard.take().map(|receiver| sdk_call(receiver.dispose())) {
+        log_disposal(disposal.await);
     }
 }
 
@@ -288,7 +299,11 @@ pub(super) async fn dispose_receiver(link: Shared<ServiceBusReceiver>) {
 }
 
 pub(super) async fn dispose_receiver_now(receiver: ServiceBusReceiver) {
-    if let Err(error) = receiver.dispose().await {
+    log_disposal(sdk_call(receiver.dispose()).await);
+}
+
+fn log_disposal(disposed: std::result::Result<(), azure_core::Error>) {
+    if let Err(error) = disposed {
         tracing::debug!(%error, "closing a Service Bus receive link failed");
     }
 }
@@ -330,9 +345,8 @@ pub(super) async fn accept_deliveries<
                     "the body is {what}; queue-runtime reads data sections and text or binary values"
                 ),
             );
-            if let Err(error) = receiver
-                .settle(&delivered, Settle::DeadLetter(reason))
-                .await
+            if let Err(error) =
+                sdk_call(receiver.settle(&delivered, Settle::DeadLetter(reason))).await
             {
                 // Not settled: the lock expires and the broker delivers it again (and
                 // dead-letters it past the maximum delivery count).

@@ -14,6 +14,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use super::{AzureProvider, Shared};
 use crate::codec;
 use crate::error::{closed, map_sdk_error};
+use crate::sdk::sdk_call;
 
 /// Messages per `send_batch` request at most (requests are also split by bytes).
 pub(super) const MAX_BATCH_MESSAGES: usize = 100;
@@ -27,8 +28,7 @@ impl AzureProvider {
         let created = {
             let mut client = self.inner.client.lock().await;
             let client = client.as_mut().ok_or_else(|| closed("send"))?;
-            client
-                .create_sender(queue.as_str(), ServiceBusSenderOptions::default())
+            sdk_call(client.create_sender(queue.as_str(), ServiceBusSenderOptions::default()))
                 .await
                 .map_err(|error| map_sdk_error("open sender", error))?
         };
@@ -38,7 +38,7 @@ impl AzureProvider {
             let existing = existing.clone();
             drop(senders);
             tokio::spawn(async move {
-                let _ = created.dispose().await;
+                let _ = sdk_call(created.dispose()).await;
             });
             return Ok(existing);
         }
@@ -54,7 +54,7 @@ impl AzureProvider {
         {
             tokio::spawn(async move {
                 if let Some(sender) = sender.lock().await.take() {
-                    let _ = sender.dispose().await;
+                    let _ = sdk_call(sender.dispose()).await;
                 }
             });
         }
@@ -70,12 +70,12 @@ impl AzureProvider {
         let mut guard = sender.lock().await;
         let sender_link = guard.as_mut().ok_or_else(|| closed("send"))?;
         let result = match outgoing.scheduled_at {
-            Some(at) => sender_link
-                .schedule_messages(std::iter::once(outgoing.message), at)
-                .await
-                .map(|numbers| numbers.first().and_then(|n| u64::try_from(*n).ok())),
-            None => sender_link
-                .send_message(outgoing.message)
+            Some(at) => {
+                sdk_call(sender_link.schedule_messages(std::iter::once(outgoing.message), at))
+                    .await
+                    .map(|numbers| numbers.first().and_then(|n| u64::try_from(*n).ok()))
+            }
+            None => sdk_call(sender_link.send_message(outgoing.message))
                 .await
                 .map(|()| None),
         };
@@ -193,7 +193,7 @@ impl AzureProvider {
                         }
                         Some(refused) => {
                             let full = std::mem::replace(&mut batch, new_batch(link)?);
-                            let sent = link.send_message_batch(full).await;
+                            let sent = sdk_call(link.send_message_batch(full)).await;
                             self.record_batch(queue, &messages, &mut results, &mut in_batch, sent);
                             candidate = Some(refused);
                         }
@@ -201,7 +201,7 @@ impl AzureProvider {
                 }
             }
             if !in_batch.is_empty() {
-                let sent = link.send_message_batch(batch).await;
+                let sent = sdk_call(link.send_message_batch(batch)).await;
                 self.record_batch(queue, &messages, &mut results, &mut in_batch, sent);
             }
         }
@@ -234,7 +234,7 @@ impl AzureProvider {
         let sender = self.sender(queue).await?;
         let mut guard = sender.lock().await;
         let link = guard.as_mut().ok_or_else(|| closed("cancel_scheduled"))?;
-        link.cancel_scheduled_message(sequence_number)
+        sdk_call(link.cancel_scheduled_message(sequence_number))
             .await
             .map_err(|error| map_sdk_error("cancel_scheduled", error))
     }

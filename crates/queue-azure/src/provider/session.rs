@@ -24,6 +24,7 @@ use super::{AzureProvider, Inner, uninterrupted};
 use crate::codec;
 use crate::error::{closed, lock_lost, map_sdk_error};
 use crate::links::{Backlog, Polls, poll};
+use crate::sdk::sdk_call;
 
 /// How often a named session held by someone else is asked for again.
 const NAMED_SESSION_RETRY: Duration = Duration::from_millis(500);
@@ -116,13 +117,12 @@ impl AzureProvider {
             let accepted = {
                 let mut client = self.inner.client.lock().await;
                 let client = client.as_mut().ok_or_else(|| closed("accept_session"))?;
-                client
-                    .accept_session_for_queue(
-                        queue.as_str(),
-                        session.as_str(),
-                        session_options(self.inner.prefetch()),
-                    )
-                    .await
+                sdk_call(client.accept_session_for_queue(
+                    queue.as_str(),
+                    session.as_str(),
+                    session_options(self.inner.prefetch()),
+                ))
+                .await
             };
             match accepted {
                 Ok(receiver) => return self.session_receiver(queue, receiver).await.map(Some),
@@ -184,8 +184,7 @@ impl AzureProvider {
             // timestamp there and otherwise reports the year 1. One renewal tells the true
             // deadline (its answer is a timestamp the SDK keeps), so a fresh session is never
             // taken for an expired one.
-            receiver
-                .renew_session_lock()
+            sdk_call(receiver.renew_session_lock())
                 .await
                 .map_err(|error| map_sdk_error("accept_session", error))?;
             locked_until = codec::system_time(receiver.session_locked_until());
@@ -238,8 +237,7 @@ impl SessionLink {
         self.check_lock("renew_session_lock")?;
         let mut guard = self.receiver.lock().await;
         let receiver = guard.as_mut().ok_or_else(|| closed("renew_session_lock"))?;
-        receiver
-            .renew_session_lock()
+        sdk_call(receiver.renew_session_lock())
             .await
             .map_err(|error| map_sdk_error("renew_session_lock", error))?;
         let locked_until = codec::system_time(receiver.session_locked_until());
@@ -316,7 +314,7 @@ impl SessionReceiver for AzureSessionReceiver {
             self.link.check_lock("session_state")?;
             let mut guard = self.link.receiver.lock().await;
             let receiver = guard.as_mut().ok_or_else(|| closed("session_state"))?;
-            let state = match receiver.session_state().await {
+            let state = match sdk_call(receiver.session_state()).await {
                 Ok(state) => state,
                 // Service Bus answers a session without state with `session-state: null`;
                 // azservicebus 0.25 decodes the answer as a map of binaries only and fails on the
@@ -335,8 +333,7 @@ impl SessionReceiver for AzureSessionReceiver {
             self.link.check_lock("set_session_state")?;
             let mut guard = self.link.receiver.lock().await;
             let receiver = guard.as_mut().ok_or_else(|| closed("set_session_state"))?;
-            receiver
-                .set_session_state(state.map(|s| s.to_vec()).unwrap_or_default())
+            sdk_call(receiver.set_session_state(state.map(|s| s.to_vec()).unwrap_or_default()))
                 .await
                 .map_err(|error| map_sdk_error("set_session_state", error))
         })
@@ -347,8 +344,7 @@ impl SessionReceiver for AzureSessionReceiver {
         uninterrupted(async {
             let receiver = self.link.receiver.lock().await.take();
             if let Some(receiver) = receiver {
-                receiver
-                    .dispose()
+                sdk_call(receiver.dispose())
                     .await
                     .map_err(|error| map_sdk_error("close_session", error))?;
             }
