@@ -349,7 +349,7 @@ impl QueueProvider for AzureProvider {
     }
 
     async fn complete_batch(&self, receipts: &[Receipt]) -> Result<Vec<Result<()>>> {
-        uninterrupted(sdk_call(async { Ok(self.complete_each(receipts).await) })).await
+        uninterrupted(sdk_call(self.complete_each(receipts))).await
     }
 
     async fn abandon(&self, receipt: &Receipt, delay: Option<Duration>) -> Result<()> {
@@ -448,6 +448,73 @@ fn validate_queue_name(name: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::config::AzureCredentials;
+
+    /// The size of the future `call` makes, from its type alone (nothing is connected or run).
+    fn future_size<A, F: Future>(_: impl FnOnce(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[test]
+    fn provider_futures_hold_no_sdk_future_inline() {
+        // The SDK's futures are about 32 KiB (see `sdk`); each provider call's future is boxed
+        // by `async_trait` and moved into `uninterrupted`, so an SDK call awaited inline would
+        // be copied whole at each step. The bound leaves room for debug builds' larger frames.
+        const MOST: usize = 8 * 1024;
+        type Sent = Vec<queue_core::Message>;
+        let sizes = [
+            (
+                "send_one",
+                future_size(
+                    |(p, q, m): (AzureProvider, QueueName, queue_core::Message)| async move {
+                        p.send_one(&q, &m).await
+                    },
+                ),
+            ),
+            (
+                "send_many",
+                future_size(|(p, q, m): (AzureProvider, QueueName, Sent)| async move {
+                    p.send_many(&q, m).await
+                }),
+            ),
+            (
+                "receive_from",
+                future_size(
+                    |(p, q, o): (AzureProvider, QueueName, ReceiveOptions)| async move {
+                        p.receive_from(&q, o).await
+                    },
+                ),
+            ),
+            (
+                "peek_messages",
+                future_size(
+                    |(p, q, o): (AzureProvider, QueueName, PeekOptions)| async move {
+                        p.peek_messages(&q, o).await
+                    },
+                ),
+            ),
+            (
+                "complete",
+                future_size(|(p, r): (AzureProvider, Receipt)| async move {
+                    uninterrupted(sdk_call(p.settle(&r, Settle::Complete))).await
+                }),
+            ),
+            (
+                "complete_batch",
+                future_size(|(p, r): (AzureProvider, Vec<Receipt>)| async move {
+                    uninterrupted(sdk_call(p.complete_each(&r))).await
+                }),
+            ),
+            (
+                "renew_lock",
+                future_size(|(p, r): (AzureProvider, Receipt)| async move {
+                    p.renew_delivery_lock(&r).await
+                }),
+            ),
+        ];
+        for (call, size) in sizes {
+            assert!(size <= MOST, "{call}: a future of {size} bytes");
+        }
+    }
 
     #[test]
     fn queue_names_follow_service_bus_rules() {

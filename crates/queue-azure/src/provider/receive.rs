@@ -203,13 +203,14 @@ impl AzureProvider {
 
     /// Completes each of `receipts` in turn, each on the link that delivered it, in one future:
     /// each SDK settle is made in place, as a loop of raw `complete_message` calls makes it,
-    /// where a lone [`complete`](QueueProvider::complete) boxes it ([`sdk_call`]).
-    pub(super) async fn complete_each(&self, receipts: &[Receipt]) -> Vec<Result<()>> {
+    /// where a lone [`complete`](QueueProvider::complete) boxes it ([`sdk_call`]). Each receipt
+    /// gets its own result; the whole call does not fail.
+    pub(super) async fn complete_each(&self, receipts: &[Receipt]) -> Result<Vec<Result<()>>> {
         let mut results = Vec::with_capacity(receipts.len());
         for receipt in receipts {
             results.push(self.settle(receipt, Settle::Complete).await);
         }
-        results
+        Ok(results)
     }
 
     pub(super) async fn peek_messages(
