@@ -5,24 +5,20 @@
 // Test helpers fail the test by unwrapping.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
-
 use fe2o3_amqp::link::Receiver;
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::types::definitions::ReceiverSettleMode;
 use fe2o3_amqp::types::messaging::{Message, Outcome};
 use fe2o3_amqp::{Connection, Sender, Session};
 use queue_azure_emulator::{Emulator, EmulatorConfig, QueueConfig};
+use support::{ANSWER_DELAY, step};
 
-/// Runs a step of the client, failing the test (rather than hanging it) after five seconds.
-async fn step<T>(name: &str, future: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(5), future)
-        .await
-        .unwrap_or_else(|_| panic!("{name} did not finish"))
-}
+mod support;
 
 async fn emulator() -> Emulator {
-    let config = EmulatorConfig::new().with_queue(QueueConfig::new("round-trip"));
+    let config = EmulatorConfig::new()
+        .with_answer_delay(ANSWER_DELAY)
+        .with_queue(QueueConfig::new("round-trip"));
     Emulator::start(config, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap()
@@ -32,18 +28,26 @@ async fn emulator() -> Emulator {
 async fn fe2o3_sends_receives_and_settles() {
     let emulator = emulator().await;
     let url = format!("amqp://{}", emulator.local_addr());
-    let mut connection = Connection::builder()
-        .container_id("round-trip")
-        .sasl_profile(SaslProfile::Anonymous)
-        .open(url.as_str())
+    let mut connection = step(
+        "open",
+        Connection::builder()
+            .container_id("round-trip")
+            .sasl_profile(SaslProfile::Anonymous)
+            .open(url.as_str()),
+    )
+    .await
+    .unwrap();
+    let mut session = step("begin", Session::begin(&mut connection))
         .await
         .unwrap();
-    let mut session = Session::begin(&mut connection).await.unwrap();
-    let mut sender = Sender::attach(&mut session, "sender", "round-trip")
-        .await
-        .unwrap();
+    let mut sender = step(
+        "sender attach",
+        Sender::attach(&mut session, "sender", "round-trip"),
+    )
+    .await
+    .unwrap();
     for body in ["one", "two"] {
-        let outcome = sender.send(body.to_owned()).await.unwrap();
+        let outcome = step("send", sender.send(body.to_owned())).await.unwrap();
         assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
     }
     let mut receiver = step(
@@ -56,28 +60,16 @@ async fn fe2o3_sends_receives_and_settles() {
     )
     .await
     .unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), receiver.recv::<String>())
-        .await
-        .unwrap()
-        .unwrap();
+    let first = step("receive", receiver.recv::<String>()).await.unwrap();
     assert_eq!(first.body(), "one");
     assert_eq!(first.delivery_tag().len(), 16, "a Service Bus lock token");
     let message: &Message<_> = first.message();
     let header = message.header.as_ref().unwrap();
     assert_eq!(header.delivery_count, 0);
-    tokio::time::timeout(Duration::from_secs(5), receiver.accept(&first))
-        .await
-        .unwrap()
-        .unwrap();
-    let second = tokio::time::timeout(Duration::from_secs(5), receiver.recv::<String>())
-        .await
-        .unwrap()
-        .unwrap();
+    step("accept", receiver.accept(&first)).await.unwrap();
+    let second = step("receive", receiver.recv::<String>()).await.unwrap();
     assert_eq!(second.body(), "two");
-    tokio::time::timeout(Duration::from_secs(5), receiver.accept(&second))
-        .await
-        .unwrap()
-        .unwrap();
+    step("accept", receiver.accept(&second)).await.unwrap();
     assert_eq!(
         emulator
             .provider()

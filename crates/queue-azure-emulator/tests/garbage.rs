@@ -14,8 +14,11 @@ use fe2o3_amqp::types::performatives::{Begin, End, MaxFrameSize, Open, Performat
 use fe2o3_amqp::types::primitives::Symbol;
 use fe2o3_amqp::{Connection, Sender, Session};
 use queue_azure_emulator::{Emulator, EmulatorConfig, QueueConfig};
+use support::{ANSWER_DELAY, step};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod support;
 
 const AMQP_HEADER: &[u8] = b"AMQP\x00\x01\x00\x00";
 const SASL_HEADER: &[u8] = b"AMQP\x03\x01\x00\x00";
@@ -103,39 +106,48 @@ fn close_condition(answer: &[u8]) -> String {
 
 async fn round_trip(address: std::net::SocketAddr, body: &str) {
     let url = format!("amqp://{address}");
-    let mut connection = Connection::builder()
-        .container_id("good")
-        .sasl_profile(SaslProfile::Anonymous)
-        .open(url.as_str())
+    let mut connection = step(
+        "open",
+        Connection::builder()
+            .container_id("good")
+            .sasl_profile(SaslProfile::Anonymous)
+            .open(url.as_str()),
+    )
+    .await
+    .unwrap();
+    let mut session = step("begin", Session::begin(&mut connection))
         .await
         .unwrap();
-    let mut session = Session::begin(&mut connection).await.unwrap();
-    let mut sender = Sender::attach(&mut session, "good-sender", "r")
-        .await
-        .unwrap();
-    sender.send(body.to_owned()).await.unwrap();
-    let mut receiver = Receiver::builder()
-        .name("good-receiver")
-        .source("r")
-        .receiver_settle_mode(ReceiverSettleMode::Second)
-        .attach(&mut session)
-        .await
-        .unwrap();
-    let delivery = tokio::time::timeout(Duration::from_secs(5), receiver.recv::<String>())
-        .await
-        .unwrap()
-        .unwrap();
+    let mut sender = step(
+        "sender attach",
+        Sender::attach(&mut session, "good-sender", "r"),
+    )
+    .await
+    .unwrap();
+    step("send", sender.send(body.to_owned())).await.unwrap();
+    let mut receiver = step(
+        "receiver attach",
+        Receiver::builder()
+            .name("good-receiver")
+            .source("r")
+            .receiver_settle_mode(ReceiverSettleMode::Second)
+            .attach(&mut session),
+    )
+    .await
+    .unwrap();
+    let delivery = step("receive", receiver.recv::<String>()).await.unwrap();
     assert_eq!(delivery.body(), body);
-    receiver.accept(&delivery).await.unwrap();
-    receiver.close().await.unwrap();
-    sender.close().await.unwrap();
-    session.end().await.unwrap();
-    connection.close().await.unwrap();
+    step("accept", receiver.accept(&delivery)).await.unwrap();
+    step("receiver close", receiver.close()).await.unwrap();
+    step("sender close", sender.close()).await.unwrap();
+    step("end", session.end()).await.unwrap();
+    step("close", connection.close()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_is_answered_and_closed_and_disturbs_no_one() {
     let config = EmulatorConfig::new()
+        .with_answer_delay(ANSWER_DELAY)
         .with_max_frame_size(65536)
         .with_queue(QueueConfig::new("q"))
         .with_queue(QueueConfig::new("r"));
@@ -146,16 +158,24 @@ async fn garbage_is_answered_and_closed_and_disturbs_no_one() {
 
     // A good client that stays connected through everything below.
     let url = format!("amqp://{address}");
-    let mut bystander = Connection::builder()
-        .container_id("bystander")
-        .sasl_profile(SaslProfile::Anonymous)
-        .open(url.as_str())
+    let mut bystander = step(
+        "bystander open",
+        Connection::builder()
+            .container_id("bystander")
+            .sasl_profile(SaslProfile::Anonymous)
+            .open(url.as_str()),
+    )
+    .await
+    .unwrap();
+    let mut bystander_session = step("bystander begin", Session::begin(&mut bystander))
         .await
         .unwrap();
-    let mut bystander_session = Session::begin(&mut bystander).await.unwrap();
-    let mut bystander_sender = Sender::attach(&mut bystander_session, "bystander", "q")
-        .await
-        .unwrap();
+    let mut bystander_sender = step(
+        "bystander attach",
+        Sender::attach(&mut bystander_session, "bystander", "q"),
+    )
+    .await
+    .unwrap();
 
     // Not AMQP at all: the broker says which protocol it speaks, then closes.
     let answer = answer_to(address, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
@@ -242,14 +262,20 @@ async fn garbage_is_answered_and_closed_and_disturbs_no_one() {
     }
 
     // The bystander never noticed, and new clients are served.
-    let outcome = bystander_sender
-        .send("still here".to_owned())
-        .await
-        .unwrap();
+    let outcome = step(
+        "bystander send",
+        bystander_sender.send("still here".to_owned()),
+    )
+    .await
+    .unwrap();
     assert!(outcome.is_accepted());
     round_trip(address, "after the garbage").await;
-    bystander_sender.close().await.unwrap();
-    bystander_session.end().await.unwrap();
-    bystander.close().await.unwrap();
-    emulator.stop().await;
+    step("bystander detach", bystander_sender.close())
+        .await
+        .unwrap();
+    step("bystander end", bystander_session.end())
+        .await
+        .unwrap();
+    step("bystander close", bystander.close()).await.unwrap();
+    step("stop", emulator.stop()).await;
 }
