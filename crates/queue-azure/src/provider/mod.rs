@@ -253,6 +253,17 @@ impl AzureProvider {
             .map(|declared| declared.sessions)
     }
 
+    /// A settle as the contract's calls make it: the SDK's settle (awaited in place inside
+    /// [`settle`](Self::settle)) boxed once, run [`uninterrupted`].
+    fn settle_one(&self, receipt: &Receipt, how: Settle) -> impl Future<Output = Result<()>> {
+        uninterrupted(sdk_call(self.settle(receipt, how)))
+    }
+
+    /// `complete_batch`: one boxed future settling each receipt in place.
+    fn complete_all(&self, receipts: &[Receipt]) -> impl Future<Output = Result<Vec<Result<()>>>> {
+        uninterrupted(sdk_call(self.complete_each(receipts)))
+    }
+
     /// Closes every link and both connections; later calls fail as closed.
     async fn shut_down(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
@@ -345,20 +356,20 @@ impl QueueProvider for AzureProvider {
     }
 
     async fn complete(&self, receipt: &Receipt) -> Result<()> {
-        uninterrupted(sdk_call(self.settle(receipt, Settle::Complete))).await
+        self.settle_one(receipt, Settle::Complete).await
     }
 
     async fn complete_batch(&self, receipts: &[Receipt]) -> Result<Vec<Result<()>>> {
-        uninterrupted(sdk_call(self.complete_each(receipts))).await
+        self.complete_all(receipts).await
     }
 
     async fn abandon(&self, receipt: &Receipt, delay: Option<Duration>) -> Result<()> {
-        let how = Settle::abandon_at_once(delay)?;
-        uninterrupted(sdk_call(self.settle(receipt, how))).await
+        self.settle_one(receipt, Settle::abandon_at_once(delay)?)
+            .await
     }
 
     async fn dead_letter(&self, receipt: &Receipt, reason: DeadLetterReason) -> Result<()> {
-        uninterrupted(sdk_call(self.settle(receipt, Settle::DeadLetter(reason)))).await
+        self.settle_one(receipt, Settle::DeadLetter(reason)).await
     }
 
     async fn renew_lock(&self, receipt: &Receipt) -> Result<SystemTime> {
@@ -495,13 +506,13 @@ mod tests {
             (
                 "complete",
                 future_size(|(p, r): (AzureProvider, Receipt)| async move {
-                    uninterrupted(sdk_call(p.settle(&r, Settle::Complete))).await
+                    p.settle_one(&r, Settle::Complete).await
                 }),
             ),
             (
                 "complete_batch",
                 future_size(|(p, r): (AzureProvider, Vec<Receipt>)| async move {
-                    uninterrupted(sdk_call(p.complete_each(&r))).await
+                    p.complete_all(&r).await
                 }),
             ),
             (
