@@ -5,13 +5,9 @@
 // Test helpers fail the test by unwrapping.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use fe2o3_amqp::link::Receiver;
-use fe2o3_amqp::sasl_profile::SaslProfile;
-use fe2o3_amqp::types::definitions::ReceiverSettleMode;
 use fe2o3_amqp::types::messaging::{Message, Outcome};
-use fe2o3_amqp::{Connection, Sender, Session};
 use queue_azure_emulator::{Emulator, EmulatorConfig, QueueConfig};
-use support::{ANSWER_DELAY, step};
+use support::{ANSWER_DELAY, attach_peek_lock_receiver, attach_sender, open_session, step};
 
 mod support;
 
@@ -27,39 +23,14 @@ async fn emulator() -> Emulator {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fe2o3_sends_receives_and_settles() {
     let emulator = emulator().await;
-    let url = format!("amqp://{}", emulator.local_addr());
-    let mut connection = step(
-        "open",
-        Connection::builder()
-            .container_id("round-trip")
-            .sasl_profile(SaslProfile::Anonymous)
-            .open(url.as_str()),
-    )
-    .await
-    .unwrap();
-    let mut session = step("begin", Session::begin(&mut connection))
-        .await
-        .unwrap();
-    let mut sender = step(
-        "sender attach",
-        Sender::attach(&mut session, "sender", "round-trip"),
-    )
-    .await
-    .unwrap();
+    let (mut connection, mut session) = open_session(emulator.local_addr(), "round-trip").await;
+    let mut sender = attach_sender(&mut session, "sender", "round-trip").await;
     for body in ["one", "two"] {
         let outcome = step("send", sender.send(body.to_owned())).await.unwrap();
         assert!(matches!(outcome, Outcome::Accepted(_)), "{outcome:?}");
     }
-    let mut receiver = step(
-        "receiver attach",
-        Receiver::builder()
-            .name("receiver")
-            .source("amqp://127.0.0.1/ROUND-TRIP")
-            .receiver_settle_mode(ReceiverSettleMode::Second)
-            .attach(&mut session),
-    )
-    .await
-    .unwrap();
+    let mut receiver =
+        attach_peek_lock_receiver(&mut session, "receiver", "amqp://127.0.0.1/ROUND-TRIP").await;
     let first = step("receive", receiver.recv::<String>()).await.unwrap();
     assert_eq!(first.body(), "one");
     assert_eq!(first.delivery_tag().len(), 16, "a Service Bus lock token");

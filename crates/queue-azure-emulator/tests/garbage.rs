@@ -7,14 +7,10 @@
 
 use std::time::Duration;
 
-use fe2o3_amqp::link::Receiver;
-use fe2o3_amqp::sasl_profile::SaslProfile;
-use fe2o3_amqp::types::definitions::ReceiverSettleMode;
 use fe2o3_amqp::types::performatives::{Begin, End, MaxFrameSize, Open, Performative};
 use fe2o3_amqp::types::primitives::Symbol;
-use fe2o3_amqp::{Connection, Sender, Session};
 use queue_azure_emulator::{Emulator, EmulatorConfig, QueueConfig};
-use support::{ANSWER_DELAY, step};
+use support::{ANSWER_DELAY, attach_peek_lock_receiver, attach_sender, open_session, step};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -105,36 +101,10 @@ fn close_condition(answer: &[u8]) -> String {
 }
 
 async fn round_trip(address: std::net::SocketAddr, body: &str) {
-    let url = format!("amqp://{address}");
-    let mut connection = step(
-        "open",
-        Connection::builder()
-            .container_id("good")
-            .sasl_profile(SaslProfile::Anonymous)
-            .open(url.as_str()),
-    )
-    .await
-    .unwrap();
-    let mut session = step("begin", Session::begin(&mut connection))
-        .await
-        .unwrap();
-    let mut sender = step(
-        "sender attach",
-        Sender::attach(&mut session, "good-sender", "r"),
-    )
-    .await
-    .unwrap();
+    let (mut connection, mut session) = open_session(address, "good").await;
+    let mut sender = attach_sender(&mut session, "good-sender", "r").await;
     step("send", sender.send(body.to_owned())).await.unwrap();
-    let mut receiver = step(
-        "receiver attach",
-        Receiver::builder()
-            .name("good-receiver")
-            .source("r")
-            .receiver_settle_mode(ReceiverSettleMode::Second)
-            .attach(&mut session),
-    )
-    .await
-    .unwrap();
+    let mut receiver = attach_peek_lock_receiver(&mut session, "good-receiver", "r").await;
     let delivery = step("receive", receiver.recv::<String>()).await.unwrap();
     assert_eq!(delivery.body(), body);
     step("accept", receiver.accept(&delivery)).await.unwrap();
@@ -157,25 +127,8 @@ async fn garbage_is_answered_and_closed_and_disturbs_no_one() {
     let address = emulator.local_addr();
 
     // A good client that stays connected through everything below.
-    let url = format!("amqp://{address}");
-    let mut bystander = step(
-        "bystander open",
-        Connection::builder()
-            .container_id("bystander")
-            .sasl_profile(SaslProfile::Anonymous)
-            .open(url.as_str()),
-    )
-    .await
-    .unwrap();
-    let mut bystander_session = step("bystander begin", Session::begin(&mut bystander))
-        .await
-        .unwrap();
-    let mut bystander_sender = step(
-        "bystander attach",
-        Sender::attach(&mut bystander_session, "bystander", "q"),
-    )
-    .await
-    .unwrap();
+    let (mut bystander, mut bystander_session) = open_session(address, "bystander").await;
+    let mut bystander_sender = attach_sender(&mut bystander_session, "bystander", "q").await;
 
     // Not AMQP at all: the broker says which protocol it speaks, then closes.
     let answer = answer_to(address, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
