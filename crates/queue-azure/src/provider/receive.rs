@@ -2,6 +2,7 @@
 //! messages (unreadable ones dead-lettered, stale buffered ones let go), settlement on the
 //! delivering link, lock renewal and peeking.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
@@ -286,10 +287,8 @@ impl AzureProvider {
 /// Closes a link that failed with a connection error: the pool drops it, and receipts it
 /// delivered report their lock as lost (the broker releases them when the link goes).
 async fn close_link(guard: &mut Option<ServiceBusReceiver>) {
-    // The receiver goes straight into the boxed disposal: held here across the await, its
-    // kilobytes would be in the future of every receive and settle.
-    if let Some(disposal) = guard.take().map(|receiver| sdk_call(receiver.dispose())) {
-        log_disposal(disposal.await);
+    if let Some(receiver) = guard.take() {
+        dispose_receiver_now(receiver).await;
     }
 }
 
@@ -299,13 +298,14 @@ pub(super) async fn dispose_receiver(link: Shared<ServiceBusReceiver>) {
     }
 }
 
-pub(super) async fn dispose_receiver_now(receiver: ServiceBusReceiver) {
-    log_disposal(sdk_call(receiver.dispose()).await);
-}
-
-fn log_disposal(disposed: std::result::Result<(), azure_core::Error>) {
-    if let Err(error) = disposed {
-        tracing::debug!(%error, "closing a Service Bus receive link failed");
+/// Not an `async fn`: the receiver goes straight into the boxed disposal, so no future that may
+/// close a link (every receive and settle) holds its kilobytes across the await.
+pub(super) fn dispose_receiver_now(receiver: ServiceBusReceiver) -> impl Future<Output = ()> {
+    let disposal = sdk_call(receiver.dispose());
+    async move {
+        if let Err(error) = disposal.await {
+            tracing::debug!(%error, "closing a Service Bus receive link failed");
+        }
     }
 }
 
